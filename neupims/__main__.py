@@ -1,0 +1,5 @@
+import sys
+
+from neupims.cli import main
+
+sys.exit(main())

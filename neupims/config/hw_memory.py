@@ -1,0 +1,159 @@
+"""Schema of an HBM (optionally PIM-enabled) memory configuration.
+
+Units: cycles are memory-clock cycles of ``tck_ns`` nanoseconds; currents in mA; volts.
+Numbers for the NeuPIMs device come from ../shared/docs/NEUPIMS.md sections 3-6.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from neupims.config.base import Fraction, NonNegInt, PosFloat, PosInt, Spec
+
+
+class MemOrganization(Spec):
+    channels: PosInt
+    ranks: PosInt  # pseudo-ranks per channel
+    bank_groups: PosInt  # per rank
+    banks_per_group: PosInt
+    rows: PosInt
+    columns: PosInt  # column addresses per row, each one bus-width wide
+    bus_bits: PosInt  # data bus width per channel
+    burst_length: PosInt
+    capacity_gb_per_channel: PosFloat
+
+
+class MemTiming(Spec):
+    """DRAM timing table, every value in cycles of ``tck_ns`` (NEUPIMS.md section 4)."""
+
+    tck_ns: PosFloat
+    CL: PosInt
+    CWL: PosInt
+    tRCDRD: PosInt
+    tRCDWR: PosInt
+    tRP: PosInt
+    tRAS: PosInt
+    tRFC: PosInt
+    tREFI: PosInt
+    tREFIb: PosInt
+    tRPRE: NonNegInt
+    tWPRE: NonNegInt
+    tRRD_S: PosInt
+    tRRD_L: PosInt
+    tWTR_S: PosInt
+    tWTR_L: PosInt
+    tFAW: PosInt
+    tWR: PosInt
+    tCCD_S: PosInt
+    tCCD_L: PosInt
+    tXS: PosInt
+    tCKE: PosInt
+    tCKSRE: PosInt
+    tXP: PosInt
+    tRTP_L: PosInt
+    tRTP_S: PosInt
+
+
+class MemPower(Spec):
+    """IDD currents (mA) and supply (V) of one device, Micron-style power model."""
+
+    vdd_v: PosFloat
+    idd0_ma: PosFloat
+    idd2p_ma: PosFloat
+    idd2n_ma: PosFloat
+    idd3p_ma: PosFloat
+    idd3n_ma: PosFloat
+    idd4w_ma: PosFloat
+    idd4r_ma: PosFloat
+    idd5ab_ma: PosFloat
+    idd6x_ma: PosFloat
+    comp_energy_x_read: PosFloat = 4.0  # NeuPIMs §8.2: all-bank compute = 4x READ power
+    gact_energy_x_act: PosFloat = 4.0  # NewtonSim: G_ACT = 4 x ACT
+    dual_buffer_background_x: PosFloat = 1.0  # extra background for the 2nd row buffer [?]
+
+
+class PimSpec(Spec):
+    """PIM units inside the banks (NEUPIMS.md sections 3, 6, 8)."""
+
+    enabled: bool = True
+    dual_row_buffer: bool = True
+    multipliers_per_bank: PosInt = 16
+    gwrite_cycles: PosInt = 96  # (tCCD_S + tCCD_L) * 32, NewtonSim
+    l_gw_cycles: PosInt = 100  # Algorithm 1 global-buffer write constant
+    l_tile_cycles: PosInt = 184  # Algorithm 1 one-tile GEMV constant
+
+
+class ControllerSpec(Spec):
+    command_queue: PosInt = 128
+    transaction_queue: PosInt = 32
+    pim_queue: PosInt = 128
+    page_policy: Literal["open", "closed"] = "open"
+    address_mapping: str = "rorabgbachco"
+    efficiency: Fraction = 1.0  # fraction of peak assumed by bandwidth-only consumers
+
+
+class MemoryConfig(Spec):
+    kind: Literal["memory"]
+    name: str
+    standard: str = "HBM2"
+    organization: MemOrganization
+    timing: MemTiming
+    power: MemPower
+    pim: PimSpec = PimSpec(enabled=False, dual_row_buffer=False)
+    controller: ControllerSpec = ControllerSpec()
+
+    @model_validator(mode="after")
+    def _check(self) -> MemoryConfig:
+        t = self.timing
+        if t.tRAS < t.tRCDRD:
+            raise ValueError(f"timing.tRAS ({t.tRAS}) must be >= timing.tRCDRD ({t.tRCDRD})")
+        if t.tREFI <= t.tRFC:
+            raise ValueError(f"timing.tREFI ({t.tREFI}) must exceed timing.tRFC ({t.tRFC})")
+        return self
+
+    # ---- derived quantities -------------------------------------------------------------
+    @property
+    def banks_per_channel(self) -> int:
+        o = self.organization
+        return o.ranks * o.bank_groups * o.banks_per_group
+
+    @property
+    def access_bytes(self) -> int:
+        """Bytes moved by one RD/WR burst."""
+        o = self.organization
+        return o.bus_bits // 8 * o.burst_length
+
+    @property
+    def burst_cycles(self) -> int:
+        """Data-bus cycles of one burst (DDR: burst_length / 2)."""
+        return max(1, self.organization.burst_length // 2)
+
+    @property
+    def page_bytes(self) -> int:
+        o = self.organization
+        return o.columns * o.bus_bits // 8
+
+    @property
+    def channel_peak_bytes_per_s(self) -> float:
+        return self.access_bytes / (self.burst_cycles * self.timing.tck_ns * 1e-9)
+
+    @property
+    def peak_bytes_per_s(self) -> float:
+        return self.organization.channels * self.channel_peak_bytes_per_s
+
+    @property
+    def capacity_bytes(self) -> float:
+        return self.organization.channels * self.organization.capacity_gb_per_channel * 2**30
+
+    @property
+    def pim_peak_flops(self) -> float:
+        """All banks' multipliers at one COMP per tCCD_L: 2 FLOPs per MAC."""
+        if not self.pim.enabled:
+            return 0.0
+        macs_per_cycle = self.pim.multipliers_per_bank * self.banks_per_channel / self.timing.tCCD_L
+        return 2 * macs_per_cycle * self.organization.channels / (self.timing.tck_ns * 1e-9)
+
+    def peak_flops(self, dtype: str) -> float:
+        return self.pim_peak_flops if dtype in ("fp16", "bf16") else 0.0

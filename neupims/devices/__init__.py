@@ -1,0 +1,60 @@
+"""Layer 3: cost of one op on one device. ``get_model(hw)`` picks the registered model.
+
+Device-model modules self-register on import; :data:`MODEL_MODULES` lists those that are
+imported when the registry is first used, so a new device is one module plus one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from neupims.devices.base import DEFAULT_MODEL, DEVICE_MODELS, Cost, DeviceModel, register_device
+
+#: Modules that register device models. A missing module is skipped (optional devices).
+MODEL_MODULES = (
+    "neupims.devices.roofline",
+    "neupims.devices.npu",
+    "neupims.devices.gpu",
+    "neupims.devices.cpu",
+)
+
+_loaded = False
+
+
+def _load_models() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for mod in MODEL_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+    _loaded = True
+
+
+def get_model(hw, model: str | None = None) -> DeviceModel:
+    """Instantiate the device model for ``hw``: ``model`` by name, else the kind's default."""
+    _load_models()
+    name = model or DEFAULT_MODEL.get(hw.kind, "roofline")
+    cls = DEVICE_MODELS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown device model {name!r}; known: {sorted(DEVICE_MODELS)}")
+    if hw.kind not in cls.kinds:
+        raise ValueError(f"device model {name!r} does not model {hw.kind!r} hardware")
+    return _instance(cls, hw)
+
+
+_instances: dict[tuple[str, int], DeviceModel] = {}
+
+
+def _instance(cls: type[DeviceModel], hw) -> DeviceModel:
+    key = (cls.name, hash(hw.model_dump_json()) if hasattr(hw, "model_dump_json") else id(hw))
+    inst = _instances.get(key)
+    if inst is None:
+        inst = _instances[key] = cls(hw)
+    return inst
+
+
+__all__ = ["DEFAULT_MODEL", "DEVICE_MODELS", "Cost", "DeviceModel", "get_model", "register_device"]

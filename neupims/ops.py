@@ -1,0 +1,530 @@
+"""Operator specs: frozen dataclasses with their FLOP count and minimal bytes moved.
+
+Every op is hashable, so device models memoise their costs by ``(op, config)``.
+Units: FLOPs count one multiply-add as 2 FLOPs; bytes are bytes; sizes are elements.
+
+The trace CSV (see DESIGN.md) names an op in column ``op``; :data:`OP_KINDS` maps that
+name to its class, and :func:`op_from_row` builds and validates an op from CSV cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from neupims.errors import TraceError
+
+#: Bytes per element of every supported dtype. Sub-byte dtypes are fractional.
+DTYPE_BYTES: dict[str, float] = {
+    "fp64": 8,
+    "fp32": 4,
+    "tf32": 4,
+    "fp16": 2,
+    "bf16": 2,
+    "fp8": 1,
+    "int8": 1,
+    "int4": 0.5,
+    "int2": 0.25,
+    "int1": 0.125,
+}
+
+
+def dtype_bytes(dtype: str) -> float:
+    """Bytes per element of ``dtype``; raises ValueError naming the known dtypes."""
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        raise ValueError(
+            f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_BYTES)}"
+        ) from None
+
+
+OP_KINDS: dict[str, type[Op]] = {}
+
+
+def register_op(cls: type[Op]) -> type[Op]:
+    """Class decorator: make ``cls`` available in traces under ``cls.name``."""
+    OP_KINDS[cls.name] = cls
+    return cls
+
+
+@dataclass(frozen=True)
+class Op:
+    """Base of all operators. Subclasses set ``name`` and implement the two counts."""
+
+    name: ClassVar[str] = "op"
+
+    @property
+    def flops(self) -> float:
+        raise NotImplementedError
+
+    @property
+    def min_bytes(self) -> float:
+        """Compulsory traffic: every input read once and every output written once."""
+        raise NotImplementedError
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity in FLOP per byte of compulsory traffic."""
+        return self.flops / self.min_bytes if self.min_bytes else math.inf
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name == "dtype":
+                dtype_bytes(v)
+            elif isinstance(v, bool):
+                continue
+            elif isinstance(v, int) and f.metadata.get("min", 1) is not None:
+                lo = f.metadata.get("min", 1)
+                if v < lo:
+                    what = "positive" if lo == 1 else f">= {lo}"
+                    raise ValueError(f"{f.name} must be {what}, got {v}")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def fields(self) -> dict[str, Any]:
+        """The op's fields as a plain dict (the trace CSV columns besides ``op``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _nonneg() -> Any:
+    return field(default=0, metadata={"min": 0})
+
+
+@register_op
+@dataclass(frozen=True)
+class Gemm(Op):
+    """C[m, n] = A[m, k] @ B[k, n], repeated ``batch`` times with distinct operands."""
+
+    name: ClassVar[str] = "gemm"
+    m: int
+    n: int
+    k: int
+    batch: int = 1
+    dtype: str = "fp16"
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.batch * self.m * self.n * self.k
+
+    @property
+    def min_bytes(self) -> float:
+        b = dtype_bytes(self.dtype)
+        return self.batch * (self.m * self.k + self.k * self.n + self.m * self.n) * b
+
+
+@register_op
+@dataclass(frozen=True)
+class Gemv(Gemm):
+    """A GEMM whose activation side is a vector or a few rows (decode-time linear layers,
+    attention GEMVs). Same fields and counts as :class:`Gemm`; device models may pick a
+    GEMV kernel for it."""
+
+    name: ClassVar[str] = "gemv"
+
+
+CONV_ALGOS = ("auto", "implicit_gemm", "im2col", "im2win", "direct")
+
+
+@register_op
+@dataclass(frozen=True)
+class Conv2d(Op):
+    """2-D convolution, NCHW input [batch, c, h, w], filter [kout, c, r, s]."""
+
+    name: ClassVar[str] = "conv2d"
+    batch: int
+    c: int
+    h: int
+    w: int
+    kout: int
+    r: int
+    s: int
+    stride: int = 1
+    pad: int = field(default=0, metadata={"min": 0})
+    dtype: str = "fp32"
+    algo: str = "auto"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.algo not in CONV_ALGOS:
+            raise ValueError(f"algo must be one of {list(CONV_ALGOS)}, got {self.algo!r}")
+        if self.h + 2 * self.pad < self.r or self.w + 2 * self.pad < self.s:
+            raise ValueError(
+                f"filter {self.r}x{self.s} larger than padded input "
+                f"{self.h + 2 * self.pad}x{self.w + 2 * self.pad}"
+            )
+
+    @property
+    def ho(self) -> int:
+        return (self.h + 2 * self.pad - self.r) // self.stride + 1
+
+    @property
+    def wo(self) -> int:
+        return (self.w + 2 * self.pad - self.s) // self.stride + 1
+
+    @property
+    def gemm_mnk(self) -> tuple[int, int, int]:
+        """Implicit-GEMM view: M = batch*Ho*Wo, N = kout, K = c*r*s."""
+        return self.batch * self.ho * self.wo, self.kout, self.c * self.r * self.s
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.batch * self.kout * self.c * self.r * self.s * self.ho * self.wo
+
+    @property
+    def input_elems(self) -> int:
+        return self.batch * self.c * self.h * self.w
+
+    @property
+    def filter_elems(self) -> int:
+        return self.kout * self.c * self.r * self.s
+
+    @property
+    def output_elems(self) -> int:
+        return self.batch * self.kout * self.ho * self.wo
+
+    @property
+    def im2col_elems(self) -> int:
+        """Workspace of im2col: batch*c*r*s*Ho*Wo elements (KERNELS.md section 1)."""
+        return self.batch * self.c * self.r * self.s * self.ho * self.wo
+
+    @property
+    def im2win_elems(self) -> int:
+        """Window tensor of im2win: batch*c*Ho*W*r elements (KERNELS.md section 1)."""
+        return self.batch * self.c * self.ho * (self.w + 2 * self.pad) * self.r
+
+    @property
+    def min_bytes(self) -> float:
+        b = dtype_bytes(self.dtype)
+        return (self.input_elems + self.filter_elems + self.output_elems) * b
+
+
+@register_op
+@dataclass(frozen=True)
+class Attention(Op):
+    """Scaled dot-product attention: softmax(Q K^T / sqrt(d)) V per (batch, head).
+
+    ``kv_heads`` < ``heads`` is grouped-query attention. With ``causal`` true, query i
+    (0-based, of ``q_len``) sees the first ``kv_len - q_len + i + 1`` keys.
+    """
+
+    name: ClassVar[str] = "attention"
+    batch: int
+    heads: int
+    kv_heads: int
+    q_len: int
+    kv_len: int
+    head_dim: int
+    dtype: str = "fp16"
+    causal: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        if self.heads % self.kv_heads:
+            raise ValueError(
+                f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})"
+            )
+        if self.causal and self.q_len > self.kv_len:
+            raise ValueError(
+                f"causal attention needs q_len <= kv_len, got {self.q_len} > {self.kv_len}"
+            )
+
+    @property
+    def score_pairs(self) -> float:
+        """Number of (query, key) pairs evaluated per (batch, head)."""
+        if not self.causal:
+            return float(self.q_len) * self.kv_len
+        q, kv = self.q_len, self.kv_len
+        return q * (kv - q) + q * (q + 1) / 2
+
+    @property
+    def flops(self) -> float:
+        # Q K^T and P V: 2 GEMMs of 2*d FLOPs per pair; softmax not counted (as FlashAttention).
+        return 4.0 * self.batch * self.heads * self.head_dim * self.score_pairs
+
+    @property
+    def kv_bytes(self) -> float:
+        return (
+            2.0 * self.batch * self.kv_heads * self.kv_len * self.head_dim * dtype_bytes(self.dtype)
+        )
+
+    @property
+    def min_bytes(self) -> float:
+        qo = 2.0 * self.batch * self.heads * self.q_len * self.head_dim * dtype_bytes(self.dtype)
+        return qo + self.kv_bytes
+
+
+#: Element-wise kinds: (FLOPs per element, input tensors read, output tensors written).
+#: FLOP counts are conventional estimates: layernorm = mean, var, normalise, scale, shift.
+ELEMENTWISE_KINDS: dict[str, tuple[float, int, int]] = {
+    "add": (1, 2, 1),
+    "mul": (1, 2, 1),
+    "relu": (1, 1, 1),
+    "gelu": (8, 1, 1),
+    "silu": (4, 1, 1),
+    "swiglu": (5, 2, 1),
+    "softmax": (5, 1, 1),
+    "layernorm": (8, 1, 1),
+    "rmsnorm": (5, 1, 1),
+    "batchnorm": (2, 1, 1),
+    "embedding": (0, 1, 1),
+    "copy": (0, 1, 1),
+}
+
+
+@register_op
+@dataclass(frozen=True)
+class Elementwise(Op):
+    """An element-wise or row-wise vector op over ``elems`` output elements."""
+
+    name: ClassVar[str] = "elementwise"
+    kind: str
+    elems: int
+    dtype: str = "fp16"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.kind not in ELEMENTWISE_KINDS:
+            raise ValueError(f"kind must be one of {sorted(ELEMENTWISE_KINDS)}, got {self.kind!r}")
+
+    @property
+    def flops(self) -> float:
+        return ELEMENTWISE_KINDS[self.kind][0] * self.elems
+
+    @property
+    def min_bytes(self) -> float:
+        _, n_in, n_out = ELEMENTWISE_KINDS[self.kind]
+        return (n_in + n_out) * self.elems * dtype_bytes(self.dtype)
+
+
+@register_op
+@dataclass(frozen=True)
+class Pool2d(Op):
+    """Max or average pooling over [batch, c, h, w] with an r x s window."""
+
+    name: ClassVar[str] = "pool2d"
+    batch: int
+    c: int
+    h: int
+    w: int
+    r: int
+    s: int
+    stride: int = 1
+    pad: int = field(default=0, metadata={"min": 0})
+    kind: str = "max"
+    dtype: str = "fp32"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.kind not in ("max", "avg"):
+            raise ValueError(f"kind must be 'max' or 'avg', got {self.kind!r}")
+
+    @property
+    def ho(self) -> int:
+        return (self.h + 2 * self.pad - self.r) // self.stride + 1
+
+    @property
+    def wo(self) -> int:
+        return (self.w + 2 * self.pad - self.s) // self.stride + 1
+
+    @property
+    def flops(self) -> float:
+        return float(self.batch * self.c * self.ho * self.wo * self.r * self.s)
+
+    @property
+    def min_bytes(self) -> float:
+        return (self.batch * self.c * (self.h * self.w + self.ho * self.wo)) * dtype_bytes(
+            self.dtype
+        )
+
+
+@register_op
+@dataclass(frozen=True)
+class SpMM(Op):
+    """Block-sparse weight times dense activation: C[m, n] = A[m, k] @ W[k, n], where the
+    weight W has a fraction ``sparsity`` of zero blocks of ``block_n`` x ``block_k``
+    (4 x 1 in the Intel sparse-inference paper, KERNELS.md section 4)."""
+
+    name: ClassVar[str] = "spmm"
+    m: int
+    n: int
+    k: int
+    sparsity: float = 0.8
+    block_n: int = 4
+    block_k: int = 1
+    dtype: str = "int8"
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * (1.0 - self.sparsity) * self.m * self.n * self.k
+
+    @property
+    def min_bytes(self) -> float:
+        b = dtype_bytes(self.dtype)
+        nnz_blocks = (1.0 - self.sparsity) * self.n * self.k / (self.block_n * self.block_k)
+        weights = nnz_blocks * self.block_n * self.block_k * b + nnz_blocks * 4  # int32 index
+        return weights + (self.m * self.k) * b + self.m * self.n * 4  # int32/fp32 output
+
+
+@register_op
+@dataclass(frozen=True)
+class QuantGemm(Op):
+    """Weight-only quantised GEMM (FineQuant-style): activations ``dtype``, weights of
+    ``wbits`` bits with one fp16 scale per ``group_size`` weights along k
+    (KERNELS.md section 3). C[m, n] = A[m, k] @ dequant(W)[k, n]."""
+
+    name: ClassVar[str] = "quant_gemm"
+    m: int
+    n: int
+    k: int
+    wbits: int = 4
+    group_size: int = 64
+    dtype: str = "fp16"
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.m * self.n * self.k
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.n * self.k * self.wbits / 8 + (self.n * self.k / self.group_size) * 2
+
+    @property
+    def min_bytes(self) -> float:
+        b = dtype_bytes(self.dtype)
+        return self.weight_bytes + (self.m * self.k + self.m * self.n) * b
+
+
+@register_op
+@dataclass(frozen=True)
+class LutGemm(Op):
+    """LUT-based low-bit GEMM/GEMV (T-MAC, KERNELS.md section 5): ``wbits``-bit weights
+    [n, k] split into one-bit planes, activations grouped by ``lut_group`` into tables of
+    2**lut_group entries. m = 1 is the decode GEMV."""
+
+    name: ClassVar[str] = "lut_gemm"
+    m: int
+    n: int
+    k: int
+    wbits: int = 2
+    lut_group: int = 4
+    weight_group: int = 128
+    dtype: str = "int8"
+
+    @property
+    def flops(self) -> float:
+        # Equivalent dense work, as T-MAC reports throughput.
+        return 2.0 * self.m * self.n * self.k
+
+    @property
+    def lookups(self) -> float:
+        """Table lookups (and adds): m * n * (k / g) * bits -- linear in the bit width."""
+        return self.m * self.n * (self.k / self.lut_group) * self.wbits
+
+    @property
+    def table_entries(self) -> float:
+        """LUT entries built per step: m * (k / g) * 2**g."""
+        return self.m * (self.k / self.lut_group) * 2**self.lut_group
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.n * self.k * self.wbits / 8 + (self.n * self.k / self.weight_group) * 2
+
+    @property
+    def min_bytes(self) -> float:
+        b = dtype_bytes(self.dtype)
+        return self.weight_bytes + (self.m * self.k) * b + self.m * self.n * 2
+
+
+def _parse_cell(name: str, typ: Any, raw: str) -> Any:
+    if typ in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            try:
+                f = float(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+            if f != int(f):
+                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+            return int(f)
+    if typ in (float, "float"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if typ in (bool, "bool"):
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes"):
+            return True
+        if low in ("0", "false", "no"):
+            return False
+        raise ValueError(f"{name} must be true or false, got {raw!r}")
+    return raw.strip()
+
+
+def op_from_row(row: dict[str, str]) -> Op:
+    """Build an op from a trace row (column -> cell text). Empty cells mean the default.
+
+    Raises ValueError with a message naming the bad column; unknown columns that are not
+    fields of this op are ignored only when empty.
+    """
+    kind = (row.get("op") or "").strip()
+    if not kind:
+        raise ValueError("column 'op' is empty")
+    cls = OP_KINDS.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown op {kind!r}; expected one of {sorted(OP_KINDS)}")
+    kwargs: dict[str, Any] = {}
+    missing = []
+    for f in dataclasses.fields(cls):
+        raw = row.get(f.name)
+        if raw is None or str(raw).strip() == "":
+            if f.default is dataclasses.MISSING:
+                missing.append(f.name)
+            continue
+        kwargs[f.name] = _parse_cell(f.name, f.type, str(raw))
+    if missing:
+        raise ValueError(f"{kind} needs column(s) {', '.join(missing)}")
+    return cls(**kwargs)
+
+
+def op_columns() -> list[str]:
+    """Union of all op fields, in a stable order, for writing trace CSVs."""
+    cols: list[str] = []
+    for cls in OP_KINDS.values():
+        for f in dataclasses.fields(cls):
+            if f.name not in cols:
+                cols.append(f.name)
+    return cols
+
+
+__all__ = [
+    "DTYPE_BYTES",
+    "OP_KINDS",
+    "Attention",
+    "Conv2d",
+    "Elementwise",
+    "Gemm",
+    "Gemv",
+    "LutGemm",
+    "Op",
+    "Pool2d",
+    "QuantGemm",
+    "SpMM",
+    "TraceError",
+    "dtype_bytes",
+    "op_columns",
+    "op_from_row",
+    "register_op",
+]
