@@ -23,6 +23,8 @@ class ExperimentKind:
     schema: type[BaseModel]
     run_point: Callable[[Any], dict[str, Any]]
     description: str = ""
+    #: optional: write a Chrome-trace JSON timeline of one point (``neupims run --timeline``)
+    timeline: Callable[[Any, Any], None] | None = None
 
 
 KINDS: dict[str, ExperimentKind] = {}
