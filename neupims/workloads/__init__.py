@@ -1,0 +1,76 @@
+"""Workloads: the model zoo (``workloads/models/*.yaml``) and op traces of one step.
+
+    get_model(name) -> frozen spec           list_models() -> names
+    trace(model, phase, batch, seq, tp=1, dtype="fp16") -> list[TracedOp]
+
+``trace`` dispatches on the model's kind through :data:`TRACERS`; to add a kind, write
+its schema in :mod:`neupims.workloads.specs` and its tracer, and register both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from neupims.errors import NeupimsError
+from neupims.ops import DTYPE_BYTES
+from neupims.workloads.cnn import im2win_layers, trace_cnn
+from neupims.workloads.specs import ModelSpec
+from neupims.workloads.trace_io import TracedOp, read_trace, write_trace
+from neupims.workloads.transformer import PHASES, trace_transformer, trace_vit
+from neupims.workloads.zoo import get_model, list_models
+
+#: model kind -> tracer(spec, name, phase, batch, seq, tp, dtype).
+TRACERS: dict[str, Callable[..., list[TracedOp]]] = {
+    "decoder": trace_transformer,
+    "encoder": trace_transformer,
+    "vit": trace_vit,
+    "cnn": trace_cnn,
+}
+
+
+def _positive(what: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise NeupimsError(f"{what} must be a positive integer, got {v!r}")
+    return v
+
+
+def trace(
+    model: str | ModelSpec,
+    phase: str = "decode",
+    batch: int = 1,
+    seq: int = 1,
+    tp: int = 1,
+    dtype: str = "fp16",
+) -> list[TracedOp]:
+    """Ops of one forward step of ``model`` (a zoo name, YAML path or spec).
+
+    - ``phase``: ``prefill`` (``seq`` prompt tokens per sequence) or ``decode`` (one new
+      token per sequence; ``seq`` tokens already in the KV cache, so attention reads
+      ``seq + 1`` keys). Encoders run their whole input whatever the phase; ViTs and CNNs
+      ignore ``phase`` and ``seq``.
+    - ``batch``: sequences (or images); ``tp``: tensor-parallel ranks (the trace is one
+      rank's work); ``dtype``: element type of every op.
+    """
+    name = model if isinstance(model, str) else getattr(model, "kind", "model")
+    spec = get_model(model)
+    if phase not in PHASES:
+        raise NeupimsError(f"phase must be one of {list(PHASES)}, got {phase!r}")
+    _positive("batch", batch)
+    _positive("seq", seq)
+    _positive("tp", tp)
+    if dtype not in DTYPE_BYTES:
+        raise NeupimsError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_BYTES)}")
+    return TRACERS[spec.kind](spec, name, phase, batch, seq, tp, dtype)
+
+
+__all__ = [
+    "PHASES",
+    "TRACERS",
+    "TracedOp",
+    "get_model",
+    "im2win_layers",
+    "list_models",
+    "read_trace",
+    "trace",
+    "write_trace",
+]

@@ -1,0 +1,156 @@
+"""Op traces of one forward step of a transformer (decoder, encoder, ViT).
+
+Per layer (pre-norm order; post-norm moves each norm after its residual add):
+
+    norm, QKV gemm, attention (softmax inside), O gemm, add, norm, FFN up gemm,
+    activation, FFN down gemm, add
+
+Shapes follow WORKLOADS.md sections 3 and 4. Linear layers have M = tokens in the step
+(batch in decode, batch x seq in prefill). Tensor parallelism is Megatron style: QKV and
+FFN up are column-parallel (N / tp), O and FFN down row-parallel (K / tp), heads are
+split across ranks and KV heads too, replicated when tp exceeds kv_heads. The trace is
+the work of one tensor-parallel rank; the all-reduces are communication, left to the
+system models. The LM head (decoders) is vocab-parallel: ceil(vocab / tp) outputs per rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neupims.errors import NeupimsError
+from neupims.ops import Attention, Conv2d, Elementwise, Gemm
+from neupims.workloads.specs import TransformerSpec, VitSpec
+from neupims.workloads.trace_io import TracedOp
+
+PHASES = ("prefill", "decode")
+
+
+@dataclass(frozen=True)
+class Step:
+    """Token geometry of one step: ``tokens`` rows through linear layers, attention of
+    ``q_len`` queries over ``kv_len`` keys per sequence, ``causal`` or not."""
+
+    batch: int
+    tokens: int
+    q_len: int
+    kv_len: int
+    causal: bool
+
+
+def shard(spec: TransformerSpec, tp: int, name: str) -> tuple[int, int, int]:
+    """(heads, kv_heads, d_ff) per tensor-parallel rank; NeupimsError when tp does not fit."""
+    if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
+        raise NeupimsError(f"tp must be a positive integer, got {tp!r}")
+    if spec.heads % tp:
+        raise NeupimsError(f"{name}: tp={tp} must divide heads={spec.heads} (and d_ff={spec.d_ff})")
+    if spec.d_ff % tp:
+        raise NeupimsError(f"{name}: tp={tp} must divide d_ff={spec.d_ff}")
+    kv = spec.n_kv_heads
+    if kv % tp and tp % kv:
+        raise NeupimsError(
+            f"{name}: tp={tp} and kv_heads={kv} must divide one another "
+            "(KV heads are split, or replicated when tp > kv_heads)"
+        )
+    return spec.heads // tp, max(kv // tp, 1), spec.d_ff // tp
+
+
+def encoder_layers(
+    spec: TransformerSpec, step: Step, tp: int, dtype: str, name: str
+) -> list[TracedOp]:
+    """The ``spec.layers`` transformer blocks of one step (no embedding, no head)."""
+    heads, kv, d_ff = shard(spec, tp, name)
+    d, hd, m = spec.d_model, spec.d_head, step.tokens
+    up_n = d_ff * (2 if spec.gated else 1)
+    out: list[TracedOp] = []
+    for i in range(spec.layers):
+        p = f"L{i}"
+        norm_a = TracedOp(f"{p}.attn.norm", Elementwise(spec.norm, m * d, dtype))
+        norm_m = TracedOp(f"{p}.mlp.norm", Elementwise(spec.norm, m * d, dtype))
+        attn = [
+            TracedOp(f"{p}.attn.qkv", Gemm(m, (heads + 2 * kv) * hd, d, dtype=dtype)),
+            TracedOp(
+                f"{p}.attn.core",
+                Attention(
+                    batch=step.batch,
+                    heads=heads,
+                    kv_heads=kv,
+                    q_len=step.q_len,
+                    kv_len=step.kv_len,
+                    head_dim=hd,
+                    dtype=dtype,
+                    causal=step.causal,
+                ),
+            ),
+            TracedOp(f"{p}.attn.o", Gemm(m, d, heads * hd, dtype=dtype)),
+            TracedOp(f"{p}.attn.add", Elementwise("add", m * d, dtype)),
+        ]
+        mlp = [
+            TracedOp(f"{p}.mlp.fc1", Gemm(m, up_n, d, dtype=dtype)),
+            TracedOp(f"{p}.mlp.act", Elementwise(spec.ffn, m * d_ff, dtype)),
+            TracedOp(f"{p}.mlp.fc2", Gemm(m, d, d_ff, dtype=dtype)),
+            TracedOp(f"{p}.mlp.add", Elementwise("add", m * d, dtype)),
+        ]
+        if spec.norm_position == "pre":
+            out += [norm_a, *attn, norm_m, *mlp]
+        else:
+            out += [*attn, norm_a, *mlp, norm_m]
+    return out
+
+
+def _step(spec: TransformerSpec, phase: str, batch: int, seq: int) -> Step:
+    if spec.kind == "encoder":
+        # Encoders have one phase: the whole sequence, bidirectional (phase ignored).
+        return Step(batch, batch * seq, seq, seq, causal=False)
+    if phase == "prefill":
+        return Step(batch, batch * seq, seq, seq, causal=True)
+    # decode: one new token per sequence over `seq` cached tokens plus itself
+    return Step(batch, batch, 1, seq + 1, causal=True)
+
+
+def trace_transformer(
+    spec: TransformerSpec, name: str, phase: str, batch: int, seq: int, tp: int, dtype: str
+) -> list[TracedOp]:
+    """One forward step of a decoder or encoder: embed, layers, final norm, LM head."""
+    step = _step(spec, phase, batch, seq)
+    d = spec.d_model
+    out = [TracedOp("embed", Elementwise("embedding", step.tokens * d, dtype))]
+    if spec.norm_position == "post":
+        out.append(TracedOp("embed.norm", Elementwise(spec.norm, step.tokens * d, dtype)))
+    out += encoder_layers(spec, step, tp, dtype, name)
+    if spec.norm_position == "pre":
+        out.append(TracedOp("final_norm", Elementwise(spec.norm, step.tokens * d, dtype)))
+    if spec.kind == "decoder":
+        # Logits for the last token of each sequence only (the one that is sampled).
+        vocab_rank = -(-spec.vocab // tp)
+        out.append(TracedOp("lm_head", Gemm(batch, vocab_rank, d, dtype=dtype)))
+    return out
+
+
+def trace_vit(
+    spec: VitSpec, name: str, phase: str, batch: int, seq: int, tp: int, dtype: str
+) -> list[TracedOp]:
+    """One image batch through a ViT; ``phase`` and ``seq`` are ignored (seq = patches + 1)."""
+    s, d = spec.tokens, spec.d_model
+    step = Step(batch, batch * s, s, s, causal=False)
+    patch = Conv2d(
+        batch=batch,
+        c=spec.channels,
+        h=spec.image,
+        w=spec.image,
+        kout=d,
+        r=spec.patch,
+        s=spec.patch,
+        stride=spec.patch,
+        pad=0,
+        dtype=dtype,
+    )
+    out = [
+        TracedOp("embed.patch", patch),
+        # CLS token concatenated, position embeddings added
+        TracedOp("embed.pos", Elementwise("add", step.tokens * d, dtype)),
+    ]
+    out += encoder_layers(spec, step, tp, dtype, name)
+    out.append(TracedOp("final_norm", Elementwise(spec.norm, step.tokens * d, dtype)))
+    classes_rank = -(-spec.classes // tp)
+    out.append(TracedOp("head", Gemm(batch, classes_rank, d, dtype=dtype)))
+    return out
