@@ -25,6 +25,9 @@ class ExperimentKind:
     description: str = ""
     #: optional: write a Chrome-trace JSON timeline of one point (``neupims run --timeline``)
     timeline: Callable[[Any, Any], None] | None = None
+    #: optional: the metric names ``run_point`` returns, so an experiment's ``metrics`` list
+    #: is checked before anything runs (otherwise after the first point)
+    metrics: tuple[str, ...] = ()
 
 
 KINDS: dict[str, ExperimentKind] = {}

@@ -1,0 +1,65 @@
+"""``neupims run EXPERIMENT.yaml [-o DIR] [--jobs N] [--scheduler ADDR | --cluster local:N]``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run an experiment sweep (resumable) and draw its figures",
+        description="Run every point of an experiment YAML not already in DIR/store/, then "
+        "write DIR/results.csv, DIR/manifest.json and the figures. Re-running resumes: "
+        "finished points are skipped, failed ones retried.",
+    )
+    p.add_argument("experiment", help="experiment YAML (see docs/experiments.md)")
+    p.add_argument(
+        "-o", "--output", default=None, help="output folder (default: results/<experiment name>)"
+    )
+    p.add_argument(
+        "-j", "--jobs", type=int, default=None, help="local worker processes (default: all cores)"
+    )
+    dist = p.add_mutually_exclusive_group()
+    dist.add_argument(
+        "--scheduler", default=None, help="run on an existing Dask cluster (tcp://HOST:PORT)"
+    )
+    dist.add_argument(
+        "--cluster", default=None, help="start a local Dask cluster of N workers (local:N)"
+    )
+    p.add_argument(
+        "--timeline", default=None, help="also write a Chrome-trace JSON timeline of point 1"
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-figures", action="store_true", help="skip drawing the figures")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neupims.errors import ConfigError
+    from neupims.experiments import load_experiment
+    from neupims.experiments import run as run_experiment
+    from neupims.experiments.runner import default_outdir
+
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: expected a positive number of processes")
+    exp = load_experiment(args.experiment)
+    outdir = args.output or default_outdir(exp)
+    df = run_experiment(
+        exp,
+        outdir,
+        jobs=args.jobs,
+        scheduler=args.scheduler,
+        cluster=args.cluster,
+        progress=not args.no_progress,
+        timeline=args.timeline,
+        figures=not args.no_figures,
+    )
+    failed = int((df["status"] != "ok").sum()) if len(df) else 0
+    print(f"{exp.name}: {len(df)} of {len(exp.points)} points stored, {failed} failed -> {outdir}")
+    if failed:
+        first = df[df["status"] != "ok"].iloc[0]
+        print(f"first failure (point {first['point']}): {first['error']}")
+    if args.timeline:
+        print(f"timeline of point 0 written to {args.timeline}")
+    return 1 if failed else 0

@@ -1,0 +1,400 @@
+"""Run an experiment's points serially, on a local process pool, or on a Dask cluster.
+
+The parent process owns the result store: workers return records and the parent writes
+each one atomically as it arrives, so a point is stored once whatever the backend, and an
+interrupted run (Ctrl-C, SIGKILL, a crashing worker) leaves only whole records behind.
+Re-running skips points stored with status ``ok`` and retries the failed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import platform
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from neupims import __version__
+from neupims.atomic import atomic_write_text
+from neupims.errors import ConfigError, NeupimsError
+from neupims.experiments.spec import Experiment, ExperimentSpec, load_experiment
+from neupims.experiments.store import (
+    STATUS_ERROR,
+    STATUS_OK,
+    ResultStore,
+    results_frame,
+    write_results_csv,
+)
+
+#: results.csv is rewritten from the store at most this often during a run (seconds), and
+#: always at the end, so it stays cheap for sweeps of many fast points.
+CSV_REFRESH_S = 1.0
+
+
+# ---------------------------------------------------------------------------- one point
+
+
+def _scalar(name: str, value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"metric {name!r} is a {type(value).__name__}; expected a number or string")
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one point and return its store record; never raises (errors are recorded).
+
+    A top-level function taking and returning plain data, so it pickles to spawned
+    processes and to Dask workers.
+    """
+    from neupims.experiments.kinds import get_kind
+
+    t0 = time.perf_counter()
+    rec = {k: task[k] for k in ("key", "kind", "index", "swept", "config")}
+    rec.update(version=__version__, host=platform.node(), pid=os.getpid())
+    try:
+        kind = get_kind(task["kind"])
+        cfg = kind.schema.model_validate(task["config"])
+        result = kind.run_point(cfg)
+        if not isinstance(result, dict):
+            raise TypeError(f"run_point returned {type(result).__name__}; expected a dict")
+        rec["result"] = {str(k): _scalar(k, v) for k, v in result.items()}
+        rec.update(status=STATUS_OK, error=None, traceback=None)
+    except Exception as exc:  # recorded, and the sweep goes on
+        rec.update(
+            status=STATUS_ERROR,
+            result=None,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+        )
+    rec["elapsed_s"] = time.perf_counter() - t0
+    rec["finished_unix"] = time.time()
+    return rec
+
+
+# ---------------------------------------------------------------------------- backends
+
+
+def _serial(tasks: list[dict]) -> Iterator[dict]:
+    for t in tasks:
+        yield run_task(t)
+
+
+def _pool(tasks: list[dict], jobs: int) -> Iterator[dict]:
+    # spawn: workers import what they need, identical on Linux, macOS and Windows.
+    ctx = multiprocessing.get_context("spawn")
+    ex = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    futures = {ex.submit(run_task, t): t for t in tasks}
+    try:
+        for fut in as_completed(futures):
+            try:
+                yield fut.result()
+            except BrokenProcessPool as exc:
+                t = futures[fut]
+                yield _crashed(t, f"worker process died: {exc}")
+    finally:
+        ex.shutdown(wait=False, cancel_futures=True)
+
+
+def _crashed(task: dict, why: str) -> dict:
+    rec = {k: task[k] for k in ("key", "kind", "index", "swept", "config")}
+    rec.update(
+        version=__version__,
+        status=STATUS_ERROR,
+        result=None,
+        error=why,
+        traceback=None,
+        elapsed_s=math.nan,
+        finished_unix=time.time(),
+    )
+    return rec
+
+
+def _dask(tasks: list[dict], client) -> Iterator[dict]:
+    from distributed import as_completed as dask_completed
+
+    run_id = uuid.uuid4().hex[:8]  # fresh keys: a retried point is really re-run
+    futures = [
+        client.submit(run_task, t, key=f"neupims-{run_id}-{t['key'][:16]}", pure=False)
+        for t in tasks
+    ]
+    by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
+    try:
+        for fut in dask_completed(futures):
+            try:
+                yield fut.result()
+            except Exception as exc:  # a worker died or the cluster lost the task
+                yield _crashed(by_key[fut.key], f"dask task failed: {type(exc).__name__}: {exc}")
+            fut.release()
+    finally:
+        for f in futures:
+            if not f.done():
+                f.cancel()
+
+
+def _dask_client(scheduler: str | None, cluster: str | None):
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - dask is a dependency
+        raise NeupimsError(f"Dask distributed is not installed: {exc}") from None
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="10s"), None
+        except OSError as exc:
+            raise NeupimsError(f"cannot connect to Dask scheduler {scheduler}: {exc}") from None
+    kind, _, n = (cluster or "").partition(":")
+    if kind != "local" or not n.isdigit() or int(n) < 1:
+        raise ConfigError(f"--cluster {cluster!r}: expected local:N with N >= 1 workers")
+    lc = LocalCluster(
+        n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    return Client(lc), lc
+
+
+# ---------------------------------------------------------------------------- manifest
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    from neupims.config import ROOT
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def _hw_names(node: Any, key: str = "") -> set[str]:
+    """String values at keys named ``hw`` or ``*_hw`` anywhere in a point config."""
+    out: set[str] = set()
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out |= _hw_names(v, str(k))
+    elif isinstance(node, list):
+        for v in node:
+            out |= _hw_names(v, key)
+    elif isinstance(node, str) and (key == "hw" or key.endswith("_hw")):
+        out.add(node)
+    return out
+
+
+def hardware_hashes(exp: Experiment) -> dict[str, str]:
+    """sha256 of every hardware config file the points name (and memories NPUs attach to)."""
+    import hashlib
+
+    from neupims.config import load_hw, resolve
+
+    names: set[str] = set()
+    for p in exp.points:
+        names |= _hw_names(p.config)
+    out: dict[str, str] = {}
+    todo = sorted(names)
+    while todo:
+        name = todo.pop()
+        if name in out or name == "cpu":
+            continue
+        try:
+            path = resolve(name, "hw_configs")
+            out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            mem = getattr(load_hw(path), "memory", None)
+            if isinstance(mem, str):
+                todo.append(mem)
+        except NeupimsError:
+            continue
+    return out
+
+
+def _write_manifest(outdir: Path, exp: Experiment, stats: dict[str, Any]) -> None:
+    manifest = {
+        "experiment": exp.name,
+        "kind": exp.kind.name,
+        "source": exp.source,
+        "experiment_sha256": exp.file_hash,
+        "package_version": __version__,
+        "git_commit": _git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hardware_sha256": hardware_hashes(exp),
+        "points": len(exp.points),
+        **stats,
+    }
+    atomic_write_text(outdir / "manifest.json", json.dumps(manifest, indent=2, default=str))
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def default_outdir(exp: Experiment) -> Path:
+    return Path("results") / exp.name
+
+
+def run(
+    experiment: str | Path | dict | ExperimentSpec | Experiment,
+    outdir: str | Path | None = None,
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    cluster: str | None = None,
+    client: Any = None,
+    progress: bool = True,
+    timeline: str | Path | None = None,
+    figures: bool = True,
+) -> pd.DataFrame:
+    """Run every point of ``experiment`` not already stored in ``outdir``; return the results.
+
+    ``jobs``: local worker processes (default: all cores; 1 runs in this process).
+    ``scheduler`` (``tcp://HOST:PORT``), ``cluster`` (``local:N``) or an existing Dask
+    ``client`` run points on Dask instead. Writes ``outdir/store/``, ``results.csv``,
+    ``manifest.json``, ``experiment.yaml`` and the figures.
+    """
+    exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
+    outdir = Path(outdir) if outdir is not None else default_outdir(exp)
+    outdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(outdir / "experiment.yaml", exp.text)
+    if timeline is not None:
+        if exp.kind.timeline is None:
+            raise ConfigError(
+                f"{exp.source}: kind {exp.kind.name!r} cannot export a timeline (--timeline)"
+            )
+        first = exp.points[0]
+        exp.kind.timeline(exp.kind.schema.model_validate(first.config), Path(timeline))
+
+    store = ResultStore(outdir / "store")
+    store.load()
+    todo = [p for p in exp.points if not store.finished(p.key)]
+    tasks = [
+        {
+            "key": p.key,
+            "kind": exp.kind.name,
+            "index": p.index,
+            "swept": p.swept,
+            "config": p.config,
+        }
+        for p in todo
+    ]
+    metrics = exp.spec.metrics
+    stats: dict[str, Any] = {
+        "status": "running",
+        "started_unix": time.time(),
+        "cached": len(exp.points) - len(todo),
+        "to_run": len(todo),
+    }
+    _write_manifest(outdir, exp, stats)
+
+    backend, own_cluster = "serial", None
+    if client is None and (scheduler or cluster):
+        client, own_cluster = _dask_client(scheduler, cluster)
+        backend = "dask"
+    jobs = jobs or os.cpu_count() or 1
+    if client is not None:
+        backend, stream = "dask", _dask(tasks, client)
+    elif jobs > 1 and len(tasks) > 1:
+        backend, stream = f"pool:{jobs}", _pool(tasks, min(jobs, len(tasks)))
+    else:
+        stream = _serial(tasks)
+    stats["backend"] = backend
+
+    t0 = time.perf_counter()
+    done = failed = 0
+    metrics_checked = metrics is None or bool(exp.kind.metrics)
+    last_csv = time.perf_counter()
+
+    def write_csv() -> pd.DataFrame:
+        df = results_frame(exp.points, store.records, metrics)
+        write_results_csv(df, outdir / "results.csv")
+        return df
+
+    bar = _progress(len(exp.points), stats["cached"], exp.name, enabled=progress)
+    try:
+        for rec in stream:
+            store.put(rec)
+            done += 1
+            failed += rec["status"] != STATUS_OK
+            bar.update(1)
+            if failed:
+                bar.set_postfix(failed=failed, refresh=False)
+            if not metrics_checked and rec["status"] == STATUS_OK:
+                _check_metrics(exp, rec["result"])
+                metrics_checked = True
+            if time.perf_counter() - last_csv >= CSV_REFRESH_S:
+                write_csv()
+                last_csv = time.perf_counter()
+        stats["status"] = "complete"
+    except BaseException:
+        stats["status"] = "interrupted"
+        raise
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
+        bar.close()
+        if own_cluster is not None:
+            client.close()
+            own_cluster.close()
+        wall = time.perf_counter() - t0
+        df = write_csv()
+        stats.update(
+            ran=done,
+            failed_this_run=failed,
+            failed_total=int((df["status"] != STATUS_OK).sum()) if len(df) else 0,
+            wall_s=wall,
+            points_per_s=done / wall if wall > 0 else None,
+            finished_unix=time.time(),
+        )
+        _write_manifest(outdir, exp, stats)
+    if figures and exp.spec.figures:
+        from neupims.plots import draw_figures
+
+        draw_figures(
+            exp.spec.figures, df, outdir / "figures", source=str(outdir / "experiment.yaml")
+        )
+    return df
+
+
+def _check_metrics(exp: Experiment, result: dict[str, Any]) -> None:
+    for i, m in enumerate(exp.spec.metrics or []):
+        if m not in result:
+            raise ConfigError(
+                f"{exp.source}: metrics[{i}]: unknown metric {m!r}; kind {exp.kind.name!r} "
+                f"returns {sorted(result)}"
+            )
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kw) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="pt", file=sys.stderr)
