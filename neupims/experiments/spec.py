@@ -289,7 +289,7 @@ def _point_error(
             (
                 f"sweep.{sec}.{p}"
                 for p, sec in sweep_section.items()
-                if loc == p or loc.startswith(p + ".")
+                if loc == p or loc.startswith(p + ".") or p.startswith(loc + ".")
             ),
             None,
         )
@@ -299,6 +299,8 @@ def _point_error(
             msg = "unknown key (check its spelling against the documented keys)"
         elif err["type"] == "missing":
             msg = "required key is missing"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         elif "input" in err and err["type"] not in ("model_type", "dict_type"):
             msg += f", got {err['input']!r}"
         pt = f"point {index + 1} of {n}" + (f" ({what})" if what else "")

@@ -1,0 +1,150 @@
+"""The ``replay`` kind: trace one forward step of a model and replay it on one device.
+
+Point config: ``model`` (zoo name, ``neupims trace --list``), ``phase``, ``batch``, ``seq``
+(prompt length for prefill, tokens in the KV cache for decode), ``tp``, ``dtype``, ``hw``
+(a hw_configs/ name or path), optional ``hw_overrides`` deep-merged into that hardware
+config (``hw_overrides.hbm_bandwidth_gbps: [2000, 3350]``) and optional ``device_model``
+(default: the most detailed model registered for the hardware kind).
+
+Ops run one after another (no overlap), as in ``neupims replay``. Metrics: ``latency_s``
+(seconds per step), ``tokens_per_s`` (batch / latency for decode, batch x seq / latency
+for prefill), ``tflops_per_s`` (achieved), ``flops``, ``bytes`` (moved to/from main
+memory), ``peak_footprint_bytes`` (largest single-op footprint), ``energy_j`` (NaN when
+the device model has no energy model), ``ops`` and ``device_model`` (the model used).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from neupims.atomic import atomic_write_text
+from neupims.config.base import PosInt, Spec
+from neupims.experiments.kinds import ExperimentKind, register_kind
+
+METRICS = (
+    "latency_s",
+    "tokens_per_s",
+    "tflops_per_s",
+    "flops",
+    "bytes",
+    "peak_footprint_bytes",
+    "energy_j",
+    "ops",
+    "device_model",
+)
+
+
+class ReplayPoint(Spec):
+    model: str
+    phase: Literal["prefill", "decode"] = "decode"
+    batch: PosInt = 1
+    seq: PosInt = 1
+    tp: PosInt = 1
+    dtype: str = "fp16"
+    hw: str
+    hw_overrides: dict[str, Any] = Field(default_factory=dict)
+    device_model: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from neupims.workloads import list_models
+
+        names = list_models()
+        if v not in names and not Path(v).exists():
+            raise ValueError(f"unknown model {v!r}; expected one of {names}")
+        return v
+
+    @field_validator("hw")
+    @classmethod
+    def _known_hw(cls, v: str) -> str:
+        from neupims.config import load_hw
+
+        load_hw(v)  # ConfigError (a ValueError) names the file and key
+        return v
+
+    @field_validator("hw_overrides")
+    @classmethod
+    def _valid_overrides(cls, v: dict[str, Any], info) -> dict[str, Any]:
+        from neupims.experiments.overrides import apply_hw_overrides
+
+        if v and "hw" in info.data:
+            apply_hw_overrides(info.data["hw"], v)
+        return v
+
+
+@lru_cache(maxsize=128)
+def _trace(model: str, phase: str, batch: int, seq: int, tp: int, dtype: str):
+    from neupims.workloads import trace
+
+    return tuple(trace(model, phase, batch, seq, tp=tp, dtype=dtype))
+
+
+def _replay(cfg: ReplayPoint):
+    from neupims.experiments.overrides import apply_hw_overrides
+    from neupims.replay import replay
+
+    hw = apply_hw_overrides(cfg.hw, cfg.hw_overrides)
+    ops = _trace(cfg.model, cfg.phase, cfg.batch, cfg.seq, cfg.tp, cfg.dtype)
+    return replay(list(ops), hw, cfg.device_model)
+
+
+def run_point(cfg: ReplayPoint) -> dict[str, Any]:
+    from neupims.replay import summarise
+
+    df = _replay(cfg)
+    s = summarise(df)
+    tokens = cfg.batch if cfg.phase == "decode" else cfg.batch * cfg.seq
+    energy = float(df["energy_j"].sum()) if "energy_j" in df else math.nan
+    return {
+        "latency_s": s.latency_s,
+        "tokens_per_s": tokens / s.latency_s if s.latency_s > 0 else math.inf,
+        "tflops_per_s": s.tflops_per_s,
+        "flops": s.flops,
+        "bytes": s.bytes,
+        "peak_footprint_bytes": s.peak_footprint_bytes,
+        "energy_j": energy,
+        "ops": s.ops,
+        "device_model": s.model,
+    }
+
+
+def timeline(cfg: ReplayPoint, path: str | Path) -> None:
+    """Chrome-trace JSON (chrome://tracing, Perfetto) of the point's ops, back to back."""
+    df = _replay(cfg)
+    events, t_us = [], 0.0
+    for row in df.itertuples(index=False):
+        dur = float(row.latency_s) * 1e6
+        events.append(
+            {
+                "name": str(row.layer),
+                "cat": str(row.op),
+                "ph": "X",
+                "ts": t_us,
+                "dur": dur,
+                "pid": 0,
+                "tid": 0,
+                "args": {"flops": float(row.flops), "bytes": float(row.bytes), "bound": row.bound},
+            }
+        )
+        t_us += dur
+    meta = {"model": cfg.model, "hw": cfg.hw, "phase": cfg.phase, "batch": cfg.batch}
+    atomic_write_text(path, json.dumps({"traceEvents": events, "otherData": meta}))
+
+
+register_kind(
+    ExperimentKind(
+        name="replay",
+        schema=ReplayPoint,
+        run_point=run_point,
+        description="trace one step of a zoo model and replay it op by op on one device",
+        timeline=timeline,
+        metrics=METRICS,
+    )
+)
