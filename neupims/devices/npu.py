@@ -1,0 +1,244 @@
+"""NPU device model: weight-stationary systolic arrays, SIMD vector units, DMA over HBM.
+
+Facts (../shared/docs/NEUPIMS.md section 2, from the released ONNXim-based simulator):
+8 arrays of 128 x 128, weight-stationary, 1 GHz, FP16; one tile of a GEMM costs
+``H + W - 2 + max(rows, 4)`` cycles once the weights are in, a weight preload costs ``H``
+cycles and tiles issue pipelined. Our reading (documented in docs/neupims.md):
+
+* An array processes its tiles back to back. Each tile needs its weights preloaded
+  (``H`` cycles; a weight-stationary array shifts the new weights in through its rows) and
+  then streams ``max(rows, 4)`` activation rows. Pipelined issue hides the fill/drain
+  ``H + W - 2`` of every tile but the last one, and the output write of the last tile
+  (``rows`` cycles to drain the accumulators) is exposed once.
+* SRAM is double buffered: half of it holds one M-tile's inputs, outputs and two weight
+  tiles, which decides the rows per tile (``m_tile_rows``).
+* Weights stream from HBM (DMA) while the arrays compute; a GEMM lasts
+  ``max(compute, DMA + one tile)``. Activations stay on chip between ops.
+* Vector units run element-wise work at ``count * width`` lanes per cycle.
+
+All cycles are NPU core cycles (``frequency_mhz``). Energy in joules from the constants
+of the NPU config's ``energy`` block (documented in hw_configs/npu_neupims.yaml).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from neupims.devices.base import Cost, DeviceModel, register_device
+from neupims.ops import ELEMENTWISE_KINDS, Attention, Conv2d, Elementwise, Gemm, Op, Pool2d
+from neupims.ops import dtype_bytes as _dtype_bytes
+
+#: ONNXim streams at least 4 rows per tile (``max(rows, 4)``), NEUPIMS.md section 2.
+MIN_STREAM_ROWS = 4
+
+
+@dataclass(frozen=True)
+class GemmTiles:
+    """Closed-form tile schedule of one GEMM on the arrays (cycles are core cycles)."""
+
+    tiles: int  # weight tiles x M tiles x batch
+    m_tile_rows: int
+    tiles_per_array: int
+    compute_cycles: float
+    dma_bytes: float
+    macs: float
+
+    def utilisation(self, macs_per_cycle: int, cycles: float) -> float:
+        return self.macs / (macs_per_cycle * cycles) if cycles > 0 else 0.0
+
+
+def m_tile_rows(m: int, n: int, k: int, cfg) -> int:
+    """Rows of A per M tile: half the SRAM (double buffering) holds the tile's inputs
+    (rows x k), outputs (rows x n) and two weight tiles (H x W each)."""
+    b = _dtype_bytes(cfg.precision)
+    s = cfg.systolic_array
+    budget = cfg.sram_bytes / 2 - 2 * s.rows * s.cols * b
+    per_row = (k + n) * b
+    rows = int(budget // per_row) if budget > 0 else 1
+    return max(1, min(m, rows))
+
+
+@lru_cache(maxsize=65536)
+def _gemm_tiles_cached(m: int, n: int, k: int, batch: int, cfg) -> GemmTiles:
+    s = cfg.systolic_array
+    h, w = s.rows, s.cols
+    b = _dtype_bytes(cfg.precision)
+    mt = m_tile_rows(m, n, k, cfg)
+    m_tiles = math.ceil(m / mt)
+    w_tiles = math.ceil(k / h) * math.ceil(n / w)
+    tiles = batch * m_tiles * w_tiles
+    per_array = math.ceil(tiles / s.count)
+    # Every tile: preload H + stream max(rows, 4); a short last M tile streams fewer rows,
+    # charge the full tile rows (the issue slot is sized for the tile).
+    stream = max(mt, MIN_STREAM_ROWS)
+    compute = per_array * (h + stream) + (h + w - 2) + mt
+    # Weights are re-read once per M tile (they do not stay resident across M tiles).
+    dma = batch * m_tiles * k * n * b
+    return GemmTiles(tiles, mt, per_array, float(compute), float(dma), float(batch) * m * n * k)
+
+
+def gemm_tiles(m: int, n: int, k: int, cfg, batch: int = 1) -> GemmTiles:
+    """Tile schedule of C[m,n] = A[m,k] B[k,n] (``batch`` independent GEMMs)."""
+    return _gemm_tiles_cached(int(m), int(n), int(k), int(batch), cfg)
+
+
+def gemm_cycles(m: int, n: int, k: int, cfg, dma_cycles_fn, batch: int = 1) -> tuple[float, float]:
+    """(total cycles, systolic compute cycles) of one GEMM with weights streamed by DMA.
+
+    ``dma_cycles_fn(nbytes)`` converts DMA bytes into NPU core cycles.
+    """
+    t = gemm_tiles(m, n, k, cfg, batch)
+    s = cfg.systolic_array
+    first_tile = s.rows + max(t.m_tile_rows, MIN_STREAM_ROWS)
+    return max(t.compute_cycles, dma_cycles_fn(t.dma_bytes) + first_tile), t.compute_cycles
+
+
+def attention_gemv_compute_cycles(seq_lens, heads: int, head_dim: int, cfg) -> float:
+    """Systolic cycles of decode attention on the NPU (NPU-only system).
+
+    Per request and head: logit K^T q (weights K, ceil(d/H) x ceil(s/W) tiles) and attend
+    p V (weights V, ceil(s/H) x ceil(d/W) tiles), each tile streaming one query row.
+    Tiles spread over all arrays.
+    """
+    s = cfg.systolic_array
+    lens = np.asarray(seq_lens, dtype=np.int64)
+    t_logit = math.ceil(head_dim / s.rows) * np.ceil(lens / s.cols)
+    t_attend = np.ceil(lens / s.rows) * math.ceil(head_dim / s.cols)
+    tiles = float(heads * (t_logit + t_attend).sum())
+    per_array = math.ceil(tiles / s.count)
+    return per_array * (s.rows + MIN_STREAM_ROWS) + (s.rows + s.cols - 2) + 1
+
+
+def vector_cycles(elems: float, flops_per_elem: float, cfg) -> float:
+    """Cycles of element-wise work on all vector units (``count * width`` lanes)."""
+    v = cfg.vector_unit
+    if elems <= 0:
+        return 0.0
+    return math.ceil(elems * flops_per_elem / (v.count * v.width)) + v.op_latency_cycles
+
+
+def npu_energy_j(cfg, macs: float, vector_flops: float, sram_bytes: float, seconds: float) -> float:
+    """Dynamic + static NPU energy (J) from the config's documented constants."""
+    e = cfg.energy
+    return (
+        macs * e.mac_pj + vector_flops * e.vector_op_pj + sram_bytes * e.sram_byte_pj
+    ) * 1e-12 + e.static_w * seconds
+
+
+def _fallback_stream_cycles(nbytes: float, mem) -> float:
+    """Streaming-read memory cycles over all channels when the DRAM fast path is absent:
+    peak bandwidth less all-bank refresh (tRFC / tREFI), NEUPIMS.md section 3."""
+    t = mem.timing
+    eff = 1.0 - t.tRFC / t.tREFI
+    return nbytes / (mem.peak_bytes_per_s * eff) / (t.tck_ns * 1e-9)
+
+
+def stream_cycles_fn(mem):
+    """Function bytes -> memory cycles for a streaming read over all channels."""
+    try:
+        from neupims.devices.dram import stream_read_cycles  # HBM/PIM helper's fast path
+    except ImportError:
+        return lambda nbytes: _fallback_stream_cycles(nbytes, mem)
+    return lambda nbytes: float(stream_read_cycles(nbytes, mem)) if nbytes > 0 else 0.0
+
+
+class NpuModel(DeviceModel):
+    """Tile-level NPU model (``model = npu``). Utilisation = MACs / (peak MACs x cycles)."""
+
+    name = "npu"
+    kinds = ("npu",)
+
+    def __init__(self, hw):
+        super().__init__(hw)
+        from neupims.config import load_hw
+
+        self.mem = load_hw(hw.memory)
+        mem_cycle_s = self.mem.timing.tck_ns * 1e-9
+        self._mem_cycles = stream_cycles_fn(self.mem)
+        self.cycle_s = 1.0 / hw.clock_hz
+        ratio = mem_cycle_s / self.cycle_s
+        self.dma_cycles = lambda nbytes: self._mem_cycles(nbytes) * ratio
+
+    def _cost(
+        self,
+        op: Op,
+        cycles: float,
+        macs: float,
+        vflops: float,
+        dram: float,
+        bound: str,
+        extra: tuple = (),
+    ) -> Cost:
+        hw = self.hw
+        secs = cycles * self.cycle_s
+        util = macs / (hw.macs_per_cycle * cycles) if cycles > 0 else 0.0
+        sram = op.min_bytes
+        return Cost(
+            latency_s=secs,
+            flops=op.flops,
+            bytes=dram,
+            footprint_bytes=float(op.min_bytes),
+            bound=bound,
+            model=self.name,
+            energy_j=npu_energy_j(hw, macs, vflops, sram, secs),
+            detail=(("cycles", cycles), ("utilisation", util), *extra),
+        )
+
+    def _gemm(self, op: Op, m: int, n: int, k: int, batch: int) -> Cost:
+        t = gemm_tiles(m, n, k, self.hw, batch)
+        total, compute = gemm_cycles(m, n, k, self.hw, self.dma_cycles, batch)
+        bound = "compute" if compute >= total else "memory"
+        extra = (("tiles", t.tiles), ("m_tile_rows", t.m_tile_rows))
+        return self._cost(op, total, t.macs, 0.0, t.dma_bytes, bound, extra)
+
+    def _estimate(self, op: Op) -> Cost:
+        hw = self.hw
+        if isinstance(op, Gemm):
+            return self._gemm(op, op.m, op.n, op.k, op.batch)
+        if isinstance(op, Conv2d):
+            m, n, k = op.gemm_mnk
+            return self._gemm(op, m, n, k, 1)
+        if isinstance(op, Attention):
+            lens = np.full(op.batch, op.kv_len)
+            if op.q_len == 1:
+                compute = attention_gemv_compute_cycles(lens, op.heads, op.head_dim, hw)
+                macs = 2.0 * op.batch * op.heads * op.kv_len * op.head_dim
+            else:  # prefill: Q K^T and P V as GEMMs per (request, head)
+                c1, _ = gemm_cycles(op.q_len, op.kv_len, op.head_dim, hw, lambda b: 0.0)
+                c2, _ = gemm_cycles(op.q_len, op.head_dim, op.kv_len, hw, lambda b: 0.0)
+                compute = (c1 + c2) * op.batch * op.heads / hw.systolic_array.count
+                macs = op.flops / 2
+            soft = vector_cycles(op.batch * op.heads * op.q_len * op.kv_len, 5, hw)
+            dma = self.dma_cycles(op.kv_bytes)
+            cycles = max(compute + soft, dma)
+            bound = "memory" if dma >= compute + soft else "compute"
+            return self._cost(
+                op, cycles, macs, 5.0 * op.batch * op.heads * op.kv_len, op.kv_bytes, bound
+            )
+        if isinstance(op, Elementwise):
+            f = ELEMENTWISE_KINDS[op.kind][0]
+            cycles = vector_cycles(op.elems, max(f, 1.0), hw)
+            return self._cost(op, cycles, 0.0, op.flops, 0.0, "vector")
+        if isinstance(op, Pool2d):
+            cycles = vector_cycles(op.flops, 1.0, hw)
+            return self._cost(op, cycles, 0.0, op.flops, 0.0, "vector")
+        # Sparse / quantised kernels are not NPU-native: the named roofline fallback.
+        from neupims.devices.roofline import Roofline
+
+        c = Roofline(hw).estimate(op)
+        return Cost(
+            c.latency_s,
+            c.flops,
+            c.bytes,
+            c.footprint_bytes,
+            "roofline-fallback",
+            "npu(roofline)",
+            detail=c.detail,
+        )
+
+
+register_device(NpuModel)

@@ -1,0 +1,112 @@
+"""The ``neupims_serving`` kind: one serving run of one system (NeuPIMs Figs. 12-14, Table 4).
+
+A point names a registered system (``npu_only``, ``npu_pim``, ``neupims``, ``gpu_only``),
+optional overrides of its fields for the ablation (``dual_row_buffer``, ``placement``,
+``sbi``, ``sbi_min_batch``), the model, dataset, batch, tensor/pipeline parallelism and
+the length of the run. It returns the serving metrics of :func:`neupims.serving.serve`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from neupims.config.base import NonNegInt, PosInt, Spec
+from neupims.experiments.kinds import ExperimentKind, register_kind
+
+METRICS = (
+    "throughput_tokens_per_s",
+    "iter_latency_ms_mean",
+    "iter_latency_ms_p99",
+    "npu_utilisation",
+    "pim_utilisation",
+    "pim_busy_fraction",
+    "mem_bw_utilisation",
+    "memory_power_w",
+    "energy_per_token_j",
+    "dram_energy_per_token_j",
+    "channel_load_max_over_mean",
+    "mean_active",
+    "preempted",
+    "label",
+    "panel",
+    "parallelism",
+    "devices",
+)
+
+
+class ServingPoint(Spec):
+    system: str = "neupims"
+    overrides: dict[str, Any] = Field(default_factory=dict)  # SystemSpec fields
+    label: str = ""  # name shown in figures (default: the system name)
+    model: str = "gpt3-7b"
+    dataset: str = "sharegpt"
+    batch: PosInt = 256
+    tp: PosInt = 4
+    pp: PosInt = 1
+    seed: int = Field(default=0, strict=True)
+    warmup: NonNegInt = 600
+    iterations: PosInt = 64
+    max_seq_len: PosInt = 2048
+    comm: bool = False  # TP all-reduce / PP hand-off; off = the authors' one-device simulator
+
+
+def _ctx(cfg: ServingPoint, layers: int | None = None):
+    from neupims.systems.base import get_system
+    from neupims.systems.iteration import make_ctx
+
+    system = get_system(cfg.system, **cfg.overrides)
+    return make_ctx(system, cfg.model, cfg.tp, cfg.pp, layers=layers, comm=cfg.comm)
+
+
+def run_point(cfg: ServingPoint) -> dict:
+    from neupims.serving import serve
+
+    ctx = _ctx(cfg)
+    row = serve(
+        ctx,
+        cfg.dataset,
+        cfg.batch,
+        seed=cfg.seed,
+        warmup=cfg.warmup,
+        iterations=cfg.iterations,
+        max_seq_len=cfg.max_seq_len,
+    )
+    row["label"] = cfg.label or cfg.system
+    row["panel"] = f"{cfg.model} {cfg.dataset}"
+    row["devices"] = cfg.tp * cfg.pp
+    row["parallelism"] = f"TP{cfg.tp} PP{cfg.pp}"
+    return row
+
+
+def timeline(cfg: ServingPoint, path: Path) -> None:
+    """Chrome trace of one iteration (two blocks) at the end of the point's warm-up."""
+    import numpy as np
+
+    from neupims.serving.loop import Server
+    from neupims.systems.iteration import simulate_iteration
+    from neupims.systems.timeline import write_chrome_trace
+
+    ctx = _ctx(cfg)
+    srv = Server(ctx, cfg.dataset, cfg.batch, cfg.seed, cfg.max_seq_len)
+    for _ in range(cfg.warmup):
+        srv.step(False)
+    srv.refill(False)
+    act = np.flatnonzero(srv.ch >= 0)
+    small = _ctx(cfg, layers=2)
+    r = simulate_iteration(small, srv.context()[act], srv.ch[act], record=True)
+    write_chrome_trace(r.timeline, path, 1e9 / ctx.npu.clock_hz)
+
+
+register_kind(
+    ExperimentKind(
+        name="neupims_serving",
+        schema=ServingPoint,
+        run_point=run_point,
+        description="continuous-batching decode serving on an NPU / NPU+PIM / NeuPIMs / GPU",
+        timeline=timeline,
+        metrics=METRICS,
+    )
+)

@@ -1,0 +1,257 @@
+"""Continuous (iteration-level) batching of decode requests on one system.
+
+Orca-style scheduling with vLLM-style paged KV allocation (NEUPIMS.md sections 1, 7, 13):
+
+* ``batch`` slots are kept busy; an empty slot takes the next request of a seeded stream
+  drawn (with replacement) from the dataset's length statistics. The prefill runs on a
+  separate standalone NPU (paper section 1), so a request joins with its input as context.
+* The KV cache of a request lives in one PIM channel, allocated in 32 KB tiles with the
+  paper's key/value layouts (``deps.kv_tiles`` x the device's layers); the tiles per
+  channel are what the weights leave of the channel's capacity. A new request is placed
+  by the system's policy (``round_robin`` or ``gmlbp``) on a channel with room; when a
+  growing request finds its channel full, the most recently admitted request on that
+  channel is preempted back to the head of the queue (vLLM recompute policy; its prefill
+  is not charged), so capacity is never exceeded.
+* Each iteration every active request produces one token. A request ends when it has
+  produced its output length or its context reaches ``max_seq_len``; its slot is refilled
+  at the next iteration.
+* ``warmup`` iterations advance the state without timing; the next ``iterations`` are
+  timed by the system's iteration timeline (``simulate_step``). Metrics cover only those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neupims.errors import ConfigError
+from neupims.systems import deps
+from neupims.systems.iteration import Ctx, simulate_step, tiles_capacity_per_channel
+from neupims.systems.placement import get_policy
+
+
+@dataclass
+class ServingStats:
+    iterations: int = 0
+    tokens: int = 0
+    time_s: float = 0.0
+    iter_latency_s: list[float] = field(default_factory=list)
+    active: list[int] = field(default_factory=list)
+    npu_util_time: float = 0.0  # sum of util x time, divided by time at the end
+    pim_util_time: float = 0.0
+    pim_busy_time: float = 0.0
+    bw_util_time: float = 0.0
+    dram_energy_j: float = 0.0
+    npu_energy_j: float = 0.0
+    load_ratio_sum: float = 0.0
+    finished: int = 0
+    preempted: int = 0
+    admitted: int = 0
+    max_tiles_used_fraction: float = 0.0
+
+    def summary(self, devices: int) -> dict:
+        t = self.time_s
+        lat = np.asarray(self.iter_latency_s) if self.iter_latency_s else np.zeros(1)
+        e_tok = (self.dram_energy_j + self.npu_energy_j) * devices / max(self.tokens, 1)
+        return {
+            "iterations": self.iterations,
+            "tokens": self.tokens,
+            "sim_time_s": t,
+            "throughput_tokens_per_s": self.tokens / t if t > 0 else 0.0,
+            "iter_latency_ms_mean": float(lat.mean() * 1e3),
+            "iter_latency_ms_p99": float(np.percentile(lat, 99) * 1e3),
+            "mean_active": float(np.mean(self.active)) if self.active else 0.0,
+            "npu_utilisation": self.npu_util_time / t if t else 0.0,
+            "pim_utilisation": self.pim_util_time / t if t else 0.0,
+            "pim_busy_fraction": self.pim_busy_time / t if t else 0.0,
+            "mem_bw_utilisation": self.bw_util_time / t if t else 0.0,
+            "memory_power_w": self.dram_energy_j / t if t else 0.0,
+            "npu_power_w": self.npu_energy_j / t if t else 0.0,
+            "energy_per_token_j": e_tok,
+            "dram_energy_per_token_j": self.dram_energy_j * devices / max(self.tokens, 1),
+            "channel_load_max_over_mean": self.load_ratio_sum / max(self.iterations, 1),
+            "finished": self.finished,
+            "preempted": self.preempted,
+            "max_kv_tiles_used_fraction": self.max_tiles_used_fraction,
+        }
+
+
+class Server:
+    """Slots, channels and the request stream of one serving run."""
+
+    def __init__(
+        self,
+        ctx: Ctx,
+        dataset: str,
+        batch: int,
+        seed: int,
+        max_seq_len: int = 2048,
+        placement: str | None = None,
+    ):
+        if batch < 1:
+            raise ConfigError(f"batch must be positive, got {batch}")
+        if max_seq_len < 2:
+            raise ConfigError(f"max_seq_len must be at least 2, got {max_seq_len}")
+        self.ctx = ctx
+        self.dataset = dataset
+        self.batch = batch
+        self.seed = seed
+        self.max_seq_len = max_seq_len
+        self.policy = get_policy(placement or ctx.system.placement)
+        self.policy_state: dict = {}
+        self.nch = ctx.mem.organization.channels
+        self.capacity = tiles_capacity_per_channel(ctx)
+        if self.capacity <= 0:
+            raise ConfigError(
+                f"{ctx.llm.name} with tp={ctx.tp}, pp={ctx.pp}: the weights leave no KV capacity"
+            )
+        self.layers_dev = ctx.llm.layers // ctx.pp
+        # slot state (-1 channel = empty slot)
+        self.inp = np.zeros(batch, np.int64)
+        self.out = np.zeros(batch, np.int64)
+        self.gen = np.zeros(batch, np.int64)
+        self.ch = np.full(batch, -1, np.int64)
+        self.tiles = np.zeros(batch, np.int64)
+        self.order = np.zeros(batch, np.int64)  # admission counter, for preemption
+        self.ch_free = np.full(self.nch, self.capacity, np.int64)
+        self.queue: list[tuple[int, int, int]] = []  # (input, output, generated)
+        self._draw = 0
+        self._admissions = 0
+        self.stats = ServingStats()
+
+    # -- KV bookkeeping -----------------------------------------------------------------
+    def tiles_for(self, ctx_len: np.ndarray) -> np.ndarray:
+        return deps.kv_tiles(ctx_len, self.ctx.e_eff, self.ctx.mem) * self.layers_dev
+
+    def context(self) -> np.ndarray:
+        return np.minimum(self.inp + self.gen, self.max_seq_len)
+
+    def _next_requests(self, n: int) -> list[tuple[int, int, int]]:
+        while len(self.queue) < n:
+            i, o = deps.sample_requests(self.dataset, 1024, self.seed * 1_000_003 + self._draw)
+            self._draw += 1
+            # an input longer than the context limit is truncated (as the trace generator's
+            # min(input + generated, max)); it still produces at least one token
+            i = np.minimum(i, self.max_seq_len - 1)
+            self.queue.extend((int(a), int(b), 0) for a, b in zip(i, o, strict=True))
+        return self.queue[:n]
+
+    def refill(self, measuring: bool) -> None:
+        empty = np.flatnonzero(self.ch < 0)
+        if empty.size == 0:
+            return
+        cand = self._next_requests(len(empty))
+        ctxlen = np.array([a + g for a, _, g in cand], np.int64)
+        need = self.tiles_for(ctxlen + 1)
+        act = self.ch >= 0
+        loads = deps.mha_estimate_cycles(ctxlen, self.ctx.e_eff, self.ctx.heads, self.ctx.mem)
+        cur = np.zeros(self.nch)
+        if act.any():
+            est = deps.mha_estimate_cycles(
+                self.context()[act], self.ctx.e_eff, self.ctx.heads, self.ctx.mem
+            )
+            cur = np.bincount(self.ch[act], weights=est, minlength=self.nch)
+        free = self.ch_free.astype(float)
+        chans = self.policy(loads, need.astype(float), cur, free, self.policy_state)
+        placed = 0
+        keep = []
+        for j, (slot_req, c) in enumerate(zip(cand, chans, strict=True)):
+            if c < 0:
+                keep.append(slot_req)
+                continue
+            s = empty[placed]
+            placed += 1
+            self.inp[s], self.out[s], self.gen[s] = slot_req
+            self.ch[s] = c
+            self.tiles[s] = need[j]
+            self.ch_free[c] -= need[j]
+            self.order[s] = self._admissions
+            self._admissions += 1
+            if measuring:
+                self.stats.admitted += 1
+        self.queue = keep + self.queue[len(cand) :]
+
+    def _release(self, slots: np.ndarray) -> None:
+        np.add.at(self.ch_free, self.ch[slots], self.tiles[slots])
+        self.ch[slots] = -1
+        self.tiles[slots] = 0
+
+    def advance(self, measuring: bool) -> int:
+        """Every active request produces one token; grow KV, finish, preempt."""
+        act = np.flatnonzero(self.ch >= 0)
+        self.gen[act] += 1
+        done = act[(self.gen[act] >= self.out[act]) | (self.context()[act] >= self.max_seq_len)]
+        if measuring:
+            self.stats.finished += len(done)
+        self._release(done)
+        act = np.flatnonzero(self.ch >= 0)
+        need = self.tiles_for(self.context()[act] + 1)
+        grow = need - self.tiles[act]
+        for k in np.flatnonzero(grow > 0):
+            s = act[k]
+            if self.ch[s] < 0:  # preempted earlier in this loop
+                continue
+            c = self.ch[s]
+            while self.ch_free[c] < grow[k]:
+                on_c = np.flatnonzero(self.ch == c)
+                victim = on_c[np.argmax(self.order[on_c])]
+                self.queue.insert(
+                    0, (int(self.inp[victim]), int(self.out[victim]), int(self.gen[victim]))
+                )
+                self._release(np.array([victim]))
+                if measuring:
+                    self.stats.preempted += 1
+                if victim == s:
+                    break
+            if self.ch[s] >= 0:
+                self.ch_free[c] -= grow[k]
+                self.tiles[s] += grow[k]
+        if (self.ch_free < 0).any():  # pragma: no cover - invariant
+            raise AssertionError("KV capacity exceeded")
+        return len(act)
+
+    # -- the loop -------------------------------------------------------------------------
+    def step(self, measuring: bool) -> None:
+        self.refill(measuring)
+        act = np.flatnonzero(self.ch >= 0)
+        if measuring and act.size:
+            r = simulate_step(self.ctx, self.context()[act], self.ch[act])
+            st = self.stats
+            t = r["wall_time_s"]
+            st.iterations += 1
+            st.tokens += int(act.size)
+            st.time_s += t
+            st.iter_latency_s.append(t)
+            st.active.append(int(act.size))
+            st.npu_util_time += r["npu_utilisation"] * t
+            st.pim_util_time += r["pim_utilisation"] * t
+            st.pim_busy_time += r["pim_busy_fraction"] * t
+            st.bw_util_time += r["mem_bw_utilisation"] * t
+            st.dram_energy_j += r["dram_energy_j"]
+            st.npu_energy_j += r["npu_energy_j"]
+            ratio = r["channel_load_max_over_mean"]
+            st.load_ratio_sum += 0.0 if np.isnan(ratio) else ratio
+            used = 1.0 - self.ch_free.min() / self.capacity
+            st.max_tiles_used_fraction = max(st.max_tiles_used_fraction, used)
+        self.advance(measuring)
+
+
+def serve(
+    ctx: Ctx,
+    dataset: str,
+    batch: int,
+    *,
+    seed: int = 0,
+    warmup: int = 600,
+    iterations: int = 100,
+    max_seq_len: int = 2048,
+    placement: str | None = None,
+) -> dict:
+    """Run ``warmup`` untimed then ``iterations`` timed iterations; return the metrics."""
+    srv = Server(ctx, dataset, batch, seed, max_seq_len, placement)
+    for _ in range(warmup):
+        srv.step(False)
+    for _ in range(iterations):
+        srv.step(True)
+    return srv.stats.summary(ctx.tp * ctx.pp)
