@@ -231,3 +231,28 @@ def test_csv_round_trip(tmp_path, name):
     text = write_trace(ops, path)
     assert read_trace(path) == ops
     assert parse_trace(text) == ops
+
+
+def test_ragged_decode_batch_groups_attention_by_length():
+    lens = [100, 7, 100, 2000]
+    ops = trace("llama2-7b", "decode", 4, lens)
+    cores = [t.op for t in ops if t.layer == "L0.attn.core"]
+    assert [(a.batch, a.q_len, a.kv_len) for a in cores] == [(1, 1, 8), (2, 1, 101), (1, 1, 2001)]
+    # per request h * d_h * (L_i + 1) MACs twice (WORKLOADS.md section 4)
+    assert sum(a.flops for a in cores) == 4 * 32 * 128 * sum(n + 1 for n in lens)
+    qkv = next(t.op for t in ops if t.layer == "L0.attn.qkv")
+    assert qkv.m == 4
+    # equal lengths collapse to the uniform trace
+    assert trace("llama2-7b", "decode", 3, [50, 50, 50]) == trace("llama2-7b", "decode", 3, 50)
+
+
+def test_ragged_prefill_is_packed():
+    lens = [30, 10, 30]
+    ops = trace("gpt3-125m", "prefill", 3, lens)
+    assert next(t.op for t in ops if t.layer == "L0.attn.qkv").m == 70  # sum of lengths
+    assert next(t.op for t in ops if t.layer == "lm_head").m == 3
+    cores = [t.op for t in ops if t.layer == "L0.attn.core"]
+    assert [(a.batch, a.q_len, a.kv_len, a.causal) for a in cores] == [
+        (1, 10, 10, True),
+        (2, 30, 30, True),
+    ]

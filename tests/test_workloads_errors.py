@@ -151,3 +151,10 @@ def test_bundled_files_have_no_duplicate_names():
         assert not names & seen, path
         seen |= names
     assert len(seen) == 29
+
+
+def test_ragged_lengths_must_match_batch_and_be_positive():
+    with pytest.raises(NeupimsError, match="seq has 2 per-request lengths but batch is 3"):
+        trace("gpt3-125m", "decode", 3, [5, 6])
+    with pytest.raises(NeupimsError, match=re.escape("seq[1] must be a positive integer, got 0")):
+        trace("gpt3-125m", "decode", 2, [5, 0])

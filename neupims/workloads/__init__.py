@@ -9,7 +9,9 @@ its schema in :mod:`neupims.workloads.specs` and its tracer, and register both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from neupims.errors import NeupimsError
 from neupims.ops import DTYPE_BYTES
@@ -29,16 +31,29 @@ TRACERS: dict[str, Callable[..., list[TracedOp]]] = {
 
 
 def _positive(what: str, v: object) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
         raise NeupimsError(f"{what} must be a positive integer, got {v!r}")
-    return v
+    return int(v)
+
+
+def _lengths(batch: int, seq: int | Sequence[int]) -> tuple[int, ...]:
+    """One length per request: ``seq`` repeated ``batch`` times, or ``seq`` itself."""
+    if isinstance(seq, Sequence | np.ndarray) and not isinstance(seq, str):
+        seqs = tuple(_positive(f"seq[{i}]", v) for i, v in enumerate(seq))
+        if len(seqs) != batch:
+            raise NeupimsError(
+                f"seq has {len(seqs)} per-request lengths but batch is {batch}; "
+                "give one length per request"
+            )
+        return seqs
+    return (_positive("seq", seq),) * batch
 
 
 def trace(
     model: str | ModelSpec,
     phase: str = "decode",
     batch: int = 1,
-    seq: int = 1,
+    seq: int | Sequence[int] = 1,
     tp: int = 1,
     dtype: str = "fp16",
 ) -> list[TracedOp]:
@@ -48,6 +63,9 @@ def trace(
       token per sequence; ``seq`` tokens already in the KV cache, so attention reads
       ``seq + 1`` keys). Encoders run their whole input whatever the phase; ViTs and CNNs
       ignore ``phase`` and ``seq``.
+    - ``seq`` may also be a list of ``batch`` per-request lengths (a ragged batch): linear
+      layers then see the packed tokens (sum of lengths in prefill, batch in decode) and
+      attention is one op per distinct length.
     - ``batch``: sequences (or images); ``tp``: tensor-parallel ranks (the trace is one
       rank's work); ``dtype``: element type of every op.
     """
@@ -55,12 +73,12 @@ def trace(
     spec = get_model(model)
     if phase not in PHASES:
         raise NeupimsError(f"phase must be one of {list(PHASES)}, got {phase!r}")
-    _positive("batch", batch)
-    _positive("seq", seq)
-    _positive("tp", tp)
+    batch = _positive("batch", batch)
+    seqs = _lengths(batch, seq)
+    tp = _positive("tp", tp)
     if dtype not in DTYPE_BYTES:
         raise NeupimsError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_BYTES)}")
-    return TRACERS[spec.kind](spec, name, phase, batch, seq, tp, dtype)
+    return TRACERS[spec.kind](spec, name, phase, batch, seqs, tp, dtype)
 
 
 __all__ = [

@@ -85,9 +85,15 @@ def _layer_ops(layer, prefix: str, batch: int, dtype: str) -> list[TracedOp]:
 
 
 def trace_cnn(
-    spec: CnnSpec, name: str, phase: str, batch: int, seq: int, tp: int, dtype: str
+    spec: CnnSpec,
+    name: str,
+    phase: str,
+    batch: int,
+    seqs: tuple[int, ...],
+    tp: int,
+    dtype: str,
 ) -> list[TracedOp]:
-    """One forward pass of ``batch`` images; ``phase``, ``seq`` and ``tp`` are ignored."""
+    """One forward pass of ``batch`` images; ``phase``, ``seqs`` and ``tp`` are ignored."""
     out: list[TracedOp] = []
     for layer in spec.layers:
         out += _layer_ops(layer, "", batch, dtype)
@@ -110,7 +116,7 @@ def im2win_layers(target: str = "gpu") -> list[tuple[str, Conv2d]]:
 
     if target not in ("gpu", "cpu"):
         raise NeupimsError(f"im2win target must be 'gpu' or 'cpu', got {target!r}")
-    ops = trace_cnn(get_model("im2win"), "im2win", "prefill", IM2WIN_BATCH, 1, 1, "fp32")
+    ops = trace_cnn(get_model("im2win"), "im2win", "prefill", IM2WIN_BATCH, (1,), 1, "fp32")
     out = []
     for t in ops:
         op = t.op

@@ -15,6 +15,7 @@ system models. The LM head (decoders) is vocab-parallel: ceil(vocab / tp) output
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from neupims.errors import NeupimsError
@@ -27,14 +28,30 @@ PHASES = ("prefill", "decode")
 
 @dataclass(frozen=True)
 class Step:
-    """Token geometry of one step: ``tokens`` rows through linear layers, attention of
-    ``q_len`` queries over ``kv_len`` keys per sequence, ``causal`` or not."""
+    """Token geometry of one step: ``tokens`` rows through linear layers and attention
+    ``groups`` of (sequences, q_len, kv_len), one group per distinct request length."""
 
     batch: int
     tokens: int
-    q_len: int
-    kv_len: int
+    groups: tuple[tuple[int, int, int], ...]
     causal: bool
+
+
+def make_step(kind: str, phase: str, seqs: tuple[int, ...]) -> Step:
+    """Step of a batch whose request ``i`` has length ``seqs[i]``.
+
+    Decoder prefill: ``seqs[i]`` prompt tokens, causal; linear layers see the packed
+    sum of lengths (equal lengths give the padded batch x seq). Decode: one new token per
+    request over ``seqs[i]`` cached tokens, so attention reads ``seqs[i] + 1`` keys.
+    Encoders: the whole input, bidirectional, whatever the phase.
+    """
+    counts = Counter(seqs)
+    batch = len(seqs)
+    if kind == "decoder" and phase == "decode":
+        groups = tuple((n, 1, s + 1) for s, n in sorted(counts.items()))
+        return Step(batch, batch, groups, causal=True)
+    groups = tuple((n, s, s) for s, n in sorted(counts.items()))
+    return Step(batch, sum(seqs), groups, causal=kind == "decoder")
 
 
 def shard(spec: TransformerSpec, tp: int, name: str) -> tuple[int, int, int]:
@@ -66,21 +83,25 @@ def encoder_layers(
         p = f"L{i}"
         norm_a = TracedOp(f"{p}.attn.norm", Elementwise(spec.norm, m * d, dtype))
         norm_m = TracedOp(f"{p}.mlp.norm", Elementwise(spec.norm, m * d, dtype))
-        attn = [
-            TracedOp(f"{p}.attn.qkv", Gemm(m, (heads + 2 * kv) * hd, d, dtype=dtype)),
+        cores = [
             TracedOp(
                 f"{p}.attn.core",
                 Attention(
-                    batch=step.batch,
+                    batch=n,
                     heads=heads,
                     kv_heads=kv,
-                    q_len=step.q_len,
-                    kv_len=step.kv_len,
+                    q_len=q_len,
+                    kv_len=kv_len,
                     head_dim=hd,
                     dtype=dtype,
                     causal=step.causal,
                 ),
-            ),
+            )
+            for n, q_len, kv_len in step.groups
+        ]
+        attn = [
+            TracedOp(f"{p}.attn.qkv", Gemm(m, (heads + 2 * kv) * hd, d, dtype=dtype)),
+            *cores,
             TracedOp(f"{p}.attn.o", Gemm(m, d, heads * hd, dtype=dtype)),
             TracedOp(f"{p}.attn.add", Elementwise("add", m * d, dtype)),
         ]
@@ -97,21 +118,21 @@ def encoder_layers(
     return out
 
 
-def _step(spec: TransformerSpec, phase: str, batch: int, seq: int) -> Step:
-    if spec.kind == "encoder":
-        # Encoders have one phase: the whole sequence, bidirectional (phase ignored).
-        return Step(batch, batch * seq, seq, seq, causal=False)
-    if phase == "prefill":
-        return Step(batch, batch * seq, seq, seq, causal=True)
-    # decode: one new token per sequence over `seq` cached tokens plus itself
-    return Step(batch, batch, 1, seq + 1, causal=True)
-
-
 def trace_transformer(
-    spec: TransformerSpec, name: str, phase: str, batch: int, seq: int, tp: int, dtype: str
+    spec: TransformerSpec,
+    name: str,
+    phase: str,
+    batch: int,
+    seqs: tuple[int, ...],
+    tp: int,
+    dtype: str,
 ) -> list[TracedOp]:
-    """One forward step of a decoder or encoder: embed, layers, final norm, LM head."""
-    step = _step(spec, phase, batch, seq)
+    """One forward step of a decoder or encoder: embed, layers, final norm, LM head.
+
+    ``seqs`` holds one length per request (``batch`` of them). Ragged lengths give one
+    attention op per distinct length, all named ``L{i}.attn.core``.
+    """
+    step = make_step(spec.kind, phase, seqs)
     d = spec.d_model
     out = [TracedOp("embed", Elementwise("embedding", step.tokens * d, dtype))]
     if spec.norm_position == "post":
@@ -127,11 +148,17 @@ def trace_transformer(
 
 
 def trace_vit(
-    spec: VitSpec, name: str, phase: str, batch: int, seq: int, tp: int, dtype: str
+    spec: VitSpec,
+    name: str,
+    phase: str,
+    batch: int,
+    seqs: tuple[int, ...],
+    tp: int,
+    dtype: str,
 ) -> list[TracedOp]:
-    """One image batch through a ViT; ``phase`` and ``seq`` are ignored (seq = patches + 1)."""
+    """One image batch through a ViT; ``phase`` and ``seqs`` are ignored (seq = patches + 1)."""
     s, d = spec.tokens, spec.d_model
-    step = Step(batch, batch * s, s, s, causal=False)
+    step = make_step("encoder", "prefill", (s,) * batch)
     patch = Conv2d(
         batch=batch,
         c=spec.channels,
