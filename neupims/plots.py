@@ -347,13 +347,10 @@ def draw_figures(
     data = df[df["status"] == "ok"] if "status" in df.columns else df
     written: list[Path] = []
     for i, fs in enumerate(figures):
-        for field in ("x", "y", "hue", "style", "facet", "flops", "bytes", "time"):
-            col = getattr(fs, field)
-            if fs.type != "roofline" and field in ("flops", "bytes", "time"):
-                continue
-            if col is not None and col not in df.columns:
+        for key, col in fs.columns():
+            if col not in df.columns:
                 raise ConfigError(
-                    f"{source}: figures[{i}].{field}: no column {col!r} in the results; "
+                    f"{source}: figures[{i}].{key}: no column {col!r} in the results; "
                     f"columns: {[c for c in df.columns if c not in ('key', 'error')]}"
                 )
         if data.empty:

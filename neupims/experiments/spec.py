@@ -101,15 +101,15 @@ class FigureSpec(Spec):
             return "roofline"
         return f"{self.type}_{self.y}_vs_{self.x}".replace(".", "_")
 
-    def columns(self) -> list[str]:
-        """Result columns this figure reads (for validating it against the results)."""
-        cols = [self.x, self.y, self.hue, self.style, self.facet]
-        if self.normalise_to:
-            cols += list(self.normalise_to)
+    def columns(self) -> list[tuple[str, str]]:
+        """(key, result column) pairs this figure reads, to check against the results."""
+        keys = ["x", "y", "hue", "style", "facet"]
         if self.type == "roofline":
-            cols += [self.flops, self.bytes, self.time]
-            cols += [c for c in (self.peak_flops_per_s, self.bytes_per_s) if isinstance(c, str)]
-        return [c for c in cols if c]
+            keys += ["flops", "bytes", "time", "peak_flops_per_s", "bytes_per_s"]
+        out = [(k, getattr(self, k)) for k in keys if isinstance(getattr(self, k), str)]
+        if self.normalise_to:
+            out += [(f"normalise_to.{c}", c) for c in self.normalise_to]
+        return out
 
 
 class SweepSpec(Spec):
@@ -363,10 +363,10 @@ def _check_metrics_and_figures(spec: ExperimentSpec, kind: ExperimentKind, sourc
         known |= set(spec.sweep.grid) | set(spec.sweep.zip)
     known |= {"point", "status", "elapsed_s"}
     for i, fig in enumerate(spec.figures):
-        for col in fig.columns():
+        for key, col in fig.columns():
             if col not in known:
                 raise ConfigError(
-                    f"{source}: figures[{i}]: column {col!r} is neither swept nor a metric; "
+                    f"{source}: figures[{i}].{key}: column {col!r} is neither swept nor a metric; "
                     f"expected one of {sorted(known)}"
                 )
 
