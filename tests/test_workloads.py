@@ -256,3 +256,12 @@ def test_ragged_prefill_is_packed():
         (1, 10, 10, True),
         (2, 30, 30, True),
     ]
+
+
+@pytest.mark.parametrize(("name", "pp"), [("gpt3-175b", 4), ("bert-base", 3), ("vit-b-16", 2)])
+def test_pipeline_stages_concatenate_to_the_whole_step(name, pp):
+    whole = trace(name, "prefill", 2, 16, tp=2)
+    stages = [trace(name, "prefill", 2, 16, tp=2, pp=pp, stage=s) for s in range(pp)]
+    assert [t for st in stages for t in st] == whole
+    per = get_model(name).layers // pp
+    assert stages[1][0].layer.startswith(f"L{per}.")

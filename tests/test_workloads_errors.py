@@ -158,3 +158,19 @@ def test_ragged_lengths_must_match_batch_and_be_positive():
         trace("gpt3-125m", "decode", 3, [5, 6])
     with pytest.raises(NeupimsError, match=re.escape("seq[1] must be a positive integer, got 0")):
         trace("gpt3-125m", "decode", 2, [5, 0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"pp": 5}, "gpt3-7b: pp=5 must divide layers=32"),
+        ({"pp": 4, "stage": 4}, "stage must be an integer in [0, 3] for pp=4, got 4"),
+        ({"pp": 0}, "pp must be a positive integer, got 0"),
+    ],
+)
+def test_bad_pipeline_arguments(kwargs, message):
+    with pytest.raises(NeupimsError) as exc:
+        trace("gpt3-7b", "decode", 1, 8, **kwargs)
+    assert str(exc.value) == message
+    with pytest.raises(NeupimsError, match="pipeline parallelism is not modelled for CNNs"):
+        trace("vgg-16", "prefill", 1, 1, pp=2)

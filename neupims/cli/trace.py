@@ -1,5 +1,5 @@
-"""``neupims trace --model NAME --phase {prefill,decode} --batch B --seq L [--tp N] -o FILE``
-and ``neupims trace --list``."""
+"""``neupims trace --model NAME --phase {prefill,decode} --batch B --seq L [--tp N]
+[--pp P --stage S] [--dtype D] -o FILE`` and ``neupims trace --list``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="prompt length (prefill) or tokens already in the KV cache (decode)",
     )
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks (trace of one rank)")
+    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
+    p.add_argument("--stage", type=int, default=0, help="pipeline stage to trace, 0-based")
     p.add_argument("--dtype", default="fp16", help="element type of every op (default fp16)")
     p.add_argument("-o", "--output", help="trace CSV to write (default: standard output)")
     p.set_defaults(func=run)
@@ -81,11 +83,22 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise NeupimsError("--model is required (or --list to see the models)")
-    ops = trace(args.model, args.phase, args.batch, args.seq, tp=args.tp, dtype=args.dtype)
+    ops = trace(
+        args.model,
+        args.phase,
+        args.batch,
+        args.seq,
+        tp=args.tp,
+        dtype=args.dtype,
+        pp=args.pp,
+        stage=args.stage,
+    )
     text = write_trace(ops, args.output)
     gflop = sum(t.op.flops for t in ops) / 1e9
     summary = (
-        f"{args.model} {args.phase} batch={args.batch} seq={args.seq} tp={args.tp}: "
+        f"{args.model} {args.phase} batch={args.batch} seq={args.seq} tp={args.tp}"
+        + (f" pp={args.pp} stage={args.stage}" if args.pp > 1 else "")
+        + ": "
         f"{len(ops)} ops, {gflop:.3f} GFLOP"
     )
     if args.output:

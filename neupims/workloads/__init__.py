@@ -21,7 +21,7 @@ from neupims.workloads.trace_io import TracedOp, read_trace, write_trace
 from neupims.workloads.transformer import PHASES, trace_transformer, trace_vit
 from neupims.workloads.zoo import get_model, list_models
 
-#: model kind -> tracer(spec, name, phase, batch, seq, tp, dtype).
+#: model kind -> tracer(spec, name, phase, batch, seqs, tp, dtype, pp=, stage=).
 TRACERS: dict[str, Callable[..., list[TracedOp]]] = {
     "decoder": trace_transformer,
     "encoder": trace_transformer,
@@ -56,6 +56,8 @@ def trace(
     seq: int | Sequence[int] = 1,
     tp: int = 1,
     dtype: str = "fp16",
+    pp: int = 1,
+    stage: int = 0,
 ) -> list[TracedOp]:
     """Ops of one forward step of ``model`` (a zoo name, YAML path or spec).
 
@@ -68,6 +70,9 @@ def trace(
       attention is one op per distinct length.
     - ``batch``: sequences (or images); ``tp``: tensor-parallel ranks (the trace is one
       rank's work); ``dtype``: element type of every op.
+    - ``pp``, ``stage``: pipeline parallelism; the trace is that of ``stage`` (0-based) of
+      ``pp`` equal stages of layers; the first stage embeds, the last normalises and
+      projects to the vocabulary. Layer names keep their global index.
     """
     name = model if isinstance(model, str) else getattr(model, "kind", "model")
     spec = get_model(model)
@@ -78,7 +83,7 @@ def trace(
     tp = _positive("tp", tp)
     if dtype not in DTYPE_BYTES:
         raise NeupimsError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_BYTES)}")
-    return TRACERS[spec.kind](spec, name, phase, batch, seqs, tp, dtype)
+    return TRACERS[spec.kind](spec, name, phase, batch, seqs, tp, dtype, pp=pp, stage=stage)
 
 
 __all__ = [

@@ -92,8 +92,14 @@ def trace_cnn(
     seqs: tuple[int, ...],
     tp: int,
     dtype: str,
+    pp: int = 1,
+    stage: int = 0,
 ) -> list[TracedOp]:
-    """One forward pass of ``batch`` images; ``phase``, ``seqs`` and ``tp`` are ignored."""
+    """One forward pass of ``batch`` images; ``phase``, ``seqs``, ``tp`` are ignored.
+
+    Pipeline stages are not defined for CNNs: ``pp`` must be 1."""
+    if pp != 1 or stage != 0:
+        raise NeupimsError(f"{name}: pipeline parallelism is not modelled for CNNs (pp must be 1)")
     out: list[TracedOp] = []
     for layer in spec.layers:
         out += _layer_ops(layer, "", batch, dtype)

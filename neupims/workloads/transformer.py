@@ -11,6 +11,8 @@ FFN up are column-parallel (N / tp), O and FFN down row-parallel (K / tp), heads
 split across ranks and KV heads too, replicated when tp exceeds kv_heads. The trace is
 the work of one tensor-parallel rank; the all-reduces are communication, left to the
 system models. The LM head (decoders) is vocab-parallel: ceil(vocab / tp) outputs per rank.
+Pipeline parallelism splits the layers into ``pp`` equal contiguous stages; a stage's trace
+holds its layers, the embedding on stage 0 and the final norm and head on the last stage.
 """
 
 from __future__ import annotations
@@ -71,15 +73,32 @@ def shard(spec: TransformerSpec, tp: int, name: str) -> tuple[int, int, int]:
     return spec.heads // tp, max(kv // tp, 1), spec.d_ff // tp
 
 
+def stage_layers(spec: TransformerSpec, pp: int, stage: int, name: str) -> range:
+    """Layer indices of pipeline ``stage`` of ``pp`` (contiguous, equal-sized stages)."""
+    if isinstance(pp, bool) or not isinstance(pp, int) or pp < 1:
+        raise NeupimsError(f"pp must be a positive integer, got {pp!r}")
+    if spec.layers % pp:
+        raise NeupimsError(f"{name}: pp={pp} must divide layers={spec.layers}")
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage < pp:
+        raise NeupimsError(f"stage must be an integer in [0, {pp - 1}] for pp={pp}, got {stage!r}")
+    per = spec.layers // pp
+    return range(stage * per, (stage + 1) * per)
+
+
 def encoder_layers(
-    spec: TransformerSpec, step: Step, tp: int, dtype: str, name: str
+    spec: TransformerSpec,
+    step: Step,
+    tp: int,
+    dtype: str,
+    name: str,
+    layers: range | None = None,
 ) -> list[TracedOp]:
-    """The ``spec.layers`` transformer blocks of one step (no embedding, no head)."""
+    """Transformer blocks ``layers`` (default all) of one step (no embedding, no head)."""
     heads, kv, d_ff = shard(spec, tp, name)
     d, hd, m = spec.d_model, spec.d_head, step.tokens
     up_n = d_ff * (2 if spec.gated else 1)
     out: list[TracedOp] = []
-    for i in range(spec.layers):
+    for i in layers if layers is not None else range(spec.layers):
         p = f"L{i}"
         norm_a = TracedOp(f"{p}.attn.norm", Elementwise(spec.norm, m * d, dtype))
         norm_m = TracedOp(f"{p}.mlp.norm", Elementwise(spec.norm, m * d, dtype))
@@ -126,18 +145,27 @@ def trace_transformer(
     seqs: tuple[int, ...],
     tp: int,
     dtype: str,
+    pp: int = 1,
+    stage: int = 0,
 ) -> list[TracedOp]:
     """One forward step of a decoder or encoder: embed, layers, final norm, LM head.
 
     ``seqs`` holds one length per request (``batch`` of them). Ragged lengths give one
-    attention op per distinct length, all named ``L{i}.attn.core``.
+    attention op per distinct length, all named ``L{i}.attn.core``. With pipeline
+    parallelism the trace is that of ``stage``: its layers, plus the embedding on the
+    first stage and the final norm and head on the last.
     """
+    layers = stage_layers(spec, pp, stage, name)
     step = make_step(spec.kind, phase, seqs)
     d = spec.d_model
-    out = [TracedOp("embed", Elementwise("embedding", step.tokens * d, dtype))]
-    if spec.norm_position == "post":
-        out.append(TracedOp("embed.norm", Elementwise(spec.norm, step.tokens * d, dtype)))
-    out += encoder_layers(spec, step, tp, dtype, name)
+    out = []
+    if stage == 0:
+        out.append(TracedOp("embed", Elementwise("embedding", step.tokens * d, dtype)))
+        if spec.norm_position == "post":
+            out.append(TracedOp("embed.norm", Elementwise(spec.norm, step.tokens * d, dtype)))
+    out += encoder_layers(spec, step, tp, dtype, name, layers)
+    if stage < pp - 1:
+        return out
     if spec.norm_position == "pre":
         out.append(TracedOp("final_norm", Elementwise(spec.norm, step.tokens * d, dtype)))
     if spec.kind == "decoder":
@@ -155,8 +183,11 @@ def trace_vit(
     seqs: tuple[int, ...],
     tp: int,
     dtype: str,
+    pp: int = 1,
+    stage: int = 0,
 ) -> list[TracedOp]:
     """One image batch through a ViT; ``phase`` and ``seqs`` are ignored (seq = patches + 1)."""
+    layers = stage_layers(spec, pp, stage, name)
     s, d = spec.tokens, spec.d_model
     step = make_step("encoder", "prefill", (s,) * batch)
     patch = Conv2d(
@@ -171,12 +202,14 @@ def trace_vit(
         pad=0,
         dtype=dtype,
     )
-    out = [
-        TracedOp("embed.patch", patch),
+    out = []
+    if stage == 0:
+        out.append(TracedOp("embed.patch", patch))
         # CLS token concatenated, position embeddings added
-        TracedOp("embed.pos", Elementwise("add", step.tokens * d, dtype)),
-    ]
-    out += encoder_layers(spec, step, tp, dtype, name)
+        out.append(TracedOp("embed.pos", Elementwise("add", step.tokens * d, dtype)))
+    out += encoder_layers(spec, step, tp, dtype, name, layers)
+    if stage < pp - 1:
+        return out
     out.append(TracedOp("final_norm", Elementwise(spec.norm, step.tokens * d, dtype)))
     classes_rank = -(-spec.classes // tp)
     out.append(TracedOp("head", Gemm(batch, classes_rank, d, dtype=dtype)))
