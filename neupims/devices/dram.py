@@ -1,0 +1,125 @@
+"""HBM fast paths and energy: streaming-read latency and the Micron-style DRAM energy model.
+
+Units: cycles are memory-clock cycles (``mem.timing.tck_ns`` ns each); energy in joules,
+per-command energies in pJ (pJ = V * mA * ns, the DRAMsim3/NewtonSim formulas quoted in
+../shared/docs/NEUPIMS.md section 5). The command-level reference model lives in
+:mod:`neupims.devices.hbm_channel`; the fast paths here are checked against it by
+``tests/test_hbm_fastpath.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from neupims.errors import ConfigError
+
+#: Commands whose energy is accounted elsewhere or is negligible (no IDD entry): the PIM
+#: header and PIM precharge (precharge energy is folded into ACT in the Micron model), the
+#: composite PIM_GEMV (its COMPs are counted as COMP), and REF (refresh is charged per
+#: elapsed tREFI in :func:`dram_energy_j`, because it happens whether or not traffic does).
+ZERO_ENERGY_COMMANDS = frozenset({"PRE", "PREA", "P_HEADER", "PIM_PRECHARGE", "PIM_GEMV", "REF"})
+
+
+def command_energy_pj(mem) -> dict[str, float]:
+    """Energy of one command in pJ, one device per rank (NEUPIMS.md section 5).
+
+    ACT = VDD(IDD0 tRC - IDD3N tRAS - IDD2N tRP); RD/WR = VDD(IDD4R/W - IDD3N) burst;
+    REF = VDD(IDD5AB - IDD3N) tRFC; GWRITE = (row bits / access bits) x RD = 16 x RD;
+    G_ACT = ``gact_energy_x_act`` x ACT (4, NewtonSim); COMP = ``comp_energy_x_read`` x RD
+    (4, NeuPIMs section 8.2); READRES = floor(16 banks ranks / access bits) x RD = 1 x RD.
+    """
+    p, t = mem.power, mem.timing
+    tck = t.tck_ns
+    trc = t.tRAS + t.tRP
+    burst = mem.burst_cycles
+    act = p.vdd_v * (p.idd0_ma * trc - p.idd3n_ma * t.tRAS - p.idd2n_ma * t.tRP) * tck
+    rd = p.vdd_v * (p.idd4r_ma - p.idd3n_ma) * burst * tck
+    wr = p.vdd_v * (p.idd4w_ma - p.idd3n_ma) * burst * tck
+    access_bits = mem.access_bytes * 8
+    row_bits = mem.page_bytes * 8
+    readres_x = max(1, (16 * mem.banks_per_channel) // access_bits)
+    return {
+        "ACT": act,
+        "RD": rd,
+        "WR": wr,
+        "REF": p.vdd_v * (p.idd5ab_ma - p.idd3n_ma) * t.tRFC * tck,
+        "GWRITE": (row_bits / access_bits) * rd,
+        "G_ACT": p.gact_energy_x_act * act,
+        "COMP": p.comp_energy_x_read * rd,
+        "READRES": readres_x * rd,
+    }
+
+
+def dram_energy_j(
+    commands: Mapping[str, int],
+    mem,
+    duration_s: float,
+    *,
+    dual_row_buffer: bool,
+    channels: int | None = None,
+    active_fraction: float = 1.0,
+) -> float:
+    """Energy in joules of ``commands`` issued over ``duration_s`` on ``channels`` channels.
+
+    Sum of per-command energies (:func:`command_energy_pj`; commands in
+    :data:`ZERO_ENERGY_COMMANDS` cost nothing here) plus, per rank and nanosecond,
+    background VDD * (IDD3N when a bank is open, ``active_fraction`` of the time, else IDD2N),
+    times ``power.dual_buffer_background_x`` with dual row buffers, plus one all-bank refresh
+    per rank per tREFI elapsed. ``channels`` defaults to all channels of ``mem``.
+    Unknown command names raise :class:`ConfigError`.
+    """
+    if duration_s < 0 or not math.isfinite(duration_s):
+        raise ConfigError(f"dram_energy_j: duration_s must be finite and >= 0, got {duration_s}")
+    if not 0.0 <= active_fraction <= 1.0:
+        raise ConfigError(
+            f"dram_energy_j: active_fraction must be in [0, 1], got {active_fraction}"
+        )
+    per = command_energy_pj(mem)
+    pj = 0.0
+    for name, count in commands.items():
+        if name in per:
+            if name != "REF":
+                pj += per[name] * count
+        elif name not in ZERO_ENERGY_COMMANDS:
+            raise ConfigError(
+                f"dram_energy_j: unknown command {name!r}; expected one of "
+                f"{sorted(set(per) | ZERO_ENERGY_COMMANDS)}"
+            )
+    p, t = mem.power, mem.timing
+    n_ch = mem.organization.channels if channels is None else channels
+    ranks = n_ch * mem.organization.ranks
+    ns = duration_s * 1e9
+    idd_bg = active_fraction * p.idd3n_ma + (1.0 - active_fraction) * p.idd2n_ma
+    bg = p.vdd_v * idd_bg * ns * ranks
+    if dual_row_buffer:
+        bg *= p.dual_buffer_background_x
+    refreshes = ns / (t.tREFI * t.tck_ns) * ranks
+    return (pj + bg + refreshes * per["REF"]) * 1e-12
+
+
+def refresh_factor(mem) -> float:
+    """Fraction of time left for traffic once all-bank refresh takes tRFC every tREFI."""
+    t = mem.timing
+    return 1.0 - t.tRFC / t.tREFI
+
+
+def stream_read_cycles(nbytes: float, mem, channels: int | None = None) -> float:
+    """Memory cycles to stream-read ``nbytes`` spread evenly over ``channels`` (default all).
+
+    Closed form of the command-level model on a sequential stream (rows opened ahead under
+    tRRD/tFAW, so the data bus stays busy; see docs/hbm_pim.md): per channel, one burst of
+    ``access_bytes`` every ``burst_cycles``, plus the unloaded first-access latency
+    tRCD + CL, stretched by refresh (tRFC every tREFI).
+    """
+    n_ch = mem.organization.channels if channels is None else channels
+    if n_ch <= 0 or n_ch > mem.organization.channels:
+        raise ConfigError(
+            f"stream_read_cycles: channels must be in 1..{mem.organization.channels}, got {n_ch}"
+        )
+    if nbytes <= 0:
+        return 0.0
+    bursts = math.ceil(nbytes / (mem.access_bytes * n_ch))
+    t = mem.timing
+    busy = bursts * mem.burst_cycles
+    return t.tRCDRD + t.CL + busy / refresh_factor(mem)

@@ -1,0 +1,336 @@
+"""PIM fast paths: KV tile layout, NeuPIMs' Algorithm 1, and the closed-form MHA/GEMV latency.
+
+Units: cycles are memory-clock cycles (``mem.timing.tck_ns`` ns); energy in joules.
+Facts: ../shared/docs/NEUPIMS.md sections 6-8 (PIM commands, tile layout, Algorithm 1).
+
+The closed form here is derived from the command sequence that the command-level controller
+(:mod:`neupims.devices.hbm_channel`) issues for a PIM GEMV tile, and is checked against it
+within 3 % over 50+ shapes by ``tests/test_hbm_fastpath.py``. One *tile* is one 1 KB row in
+every bank of the channel (32 KB); one tile GEMV is, in order::
+
+    P_HEADER, [GWRITE when the vector changes], [PIM_PRECHARGE when PIM rows are open],
+    G_ACT x (ranks * bank_groups), PIM_GEMV (k COMPs), READRES x n_results
+
+Between tiles the PIM row buffers close and open again (PIM_PRECHARGE + G_ACTs under tFAW),
+the dominant fixed cost; the GWRITE of the next vector overlaps that when it can.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from neupims.devices.dram import dram_energy_j
+from neupims.errors import ConfigError
+
+#: Minimum COMP slots of a PIM_GEMV: NewtonSim's COMPS_READRES occupies 2*(max(k, 6)+1) ns
+#: (NEUPIMS.md section 6, [C]); we keep max(k, 6) COMP slots of tCCD_L each and model the
+#: result read as separate READRES commands.
+MIN_COMP_SLOTS = 6
+
+
+@dataclass(frozen=True)
+class PimMhaCost:
+    """MHA of all requests on one channel, one layer.
+
+    cycles: memory-clock cycles for logit K^T q plus attend s.V of every request, refresh
+    included; commands: command counts (ACT, RD, GWRITE, G_ACT, COMP, READRES, ...);
+    energy_j: joules of those commands plus the channel's background over ``cycles``.
+    """
+
+    cycles: float
+    commands: Mapping[str, int]
+    energy_j: float
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def _row_elems(mem) -> int:
+    """FP16 elements per DRAM row (page), Algorithm 1's P = 512 for a 1 KB page."""
+    return mem.page_bytes // 2
+
+
+def _check_pim(mem) -> None:
+    if not mem.pim.enabled:
+        raise ConfigError(f"memory config {mem.name!r}: pim.enabled is false; no PIM fast path")
+
+
+def kv_tiles_per_request(seq_len: int, e_eff: int, mem) -> int:
+    """32 KB PIM tiles of one layer's K and V cache for one request (NEUPIMS.md section 7).
+
+    ceil(s/B) * ceil(E/P) key tiles (one token per bank) + ceil(s/P) * ceil(E/B) value tiles
+    (one embedding element per bank, a row holds P tokens); B banks per channel, P FP16
+    per row, E = e_eff.
+    """
+    if seq_len < 0 or e_eff <= 0:
+        raise ConfigError(
+            f"kv_tiles_per_request: need seq_len >= 0 and e_eff > 0, got {seq_len}, {e_eff}"
+        )
+    b, p = mem.banks_per_channel, _row_elems(mem)
+    return -(-seq_len // b) * -(-e_eff // p) + -(-seq_len // p) * -(-e_eff // b)
+
+
+def neupims_mha_estimate_cycles(seq_lens, e_eff: int, n_heads: int, mem) -> np.ndarray:
+    """NeuPIMs Algorithm 1 per request (NEUPIMS.md section 8), vectorised over ``seq_lens``.
+
+    K^T q: c1 = ceil(E/P), t1 = ceil(s/B), lat = c1 L_GW + c1 t1 L_tile;
+    s.V:   c2 = ceil(s/P) n_h, t2 = ceil(d_k/B), lat += c2 L_GW + c2 t2 L_tile,
+    with L_GW = ``pim.l_gw_cycles`` (100) and L_tile = ``pim.l_tile_cycles`` (184). Returns
+    float64 cycles, one per request. This is the paper's estimator for placement policies,
+    not this package's latency model (that is :func:`mha_channel_cycles`).
+    """
+    s = np.asarray(seq_lens, dtype=np.int64)
+    if n_heads <= 0 or e_eff % n_heads:
+        raise ConfigError(f"e_eff ({e_eff}) must be a positive multiple of n_heads ({n_heads})")
+    b, p = mem.banks_per_channel, _row_elems(mem)
+    l_gw, l_tile = mem.pim.l_gw_cycles, mem.pim.l_tile_cycles
+    d_k = e_eff // n_heads
+    c1 = -(-e_eff // p)
+    t1 = -(-s // b)
+    c2 = -(-s // p) * n_heads
+    t2 = -(-d_k // b)
+    return (c1 * l_gw + c1 * t1 * l_tile + c2 * l_gw + c2 * t2 * l_tile).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- tile programs
+
+
+@dataclass(frozen=True)
+class TileGroup:
+    """``tiles`` tile GEMVs sharing one global-buffer vector (one GWRITE before them).
+
+    k: COMPs per tile (16 FP16 MACs per bank each); n_results: READRES per tile (one per
+    accumulator, i.e. per head segment in the row); count: how many such groups in a row.
+    """
+
+    tiles: int
+    k: int
+    n_results: int
+    count: int = 1
+
+
+def _heads_in(a: int, b: int, d_head: int) -> int:
+    """Number of heads whose [h d, (h+1) d) range overlaps elements [a, b)."""
+    return (b - 1) // d_head - a // d_head + 1
+
+
+def mha_program(seq_len: int, n_heads: int, d_head: int, mem) -> list[TileGroup]:
+    """Tile GEMVs of one request's MHA (one layer) in issue order, paper section 7 layout.
+
+    K^T q: for each 512-element chunk of E_eff, one GWRITE of that chunk of q, then
+    ceil(s/B) key tiles with k = chunk/16 COMPs and one READRES per head in the chunk.
+    s.V: for each head and each 512-token chunk, one GWRITE of those scores, then
+    ceil(d_head/B) value tiles with k = ceil(tokens/16) COMPs and one READRES.
+    """
+    if seq_len <= 0:
+        return []
+    b, p = mem.banks_per_channel, _row_elems(mem)
+    mult = mem.pim.multipliers_per_bank
+    e = n_heads * d_head
+    out: list[TileGroup] = []
+    t1 = -(-seq_len // b)
+    for a in range(0, e, p):
+        n = min(p, e - a)
+        out.append(TileGroup(t1, -(-n // mult), _heads_in(a, a + n, d_head)))
+    t2 = -(-d_head // b)
+    full, rest = divmod(seq_len, p)
+    v_groups = []
+    if full:
+        v_groups.append(TileGroup(t2, p // mult, 1, full))
+    if rest:
+        v_groups.append(TileGroup(t2, -(-rest // mult), 1))
+    for _ in range(n_heads):
+        out.extend(v_groups)
+    return out
+
+
+def gemv_program(rows: int, cols: int, mem) -> list[TileGroup]:
+    """Tile GEMVs of y = W x with W (rows x cols) FP16 in Newton layout on one channel:
+    each bank holds whole matrix rows, a tile covers B rows x P columns; for each P-column
+    chunk one GWRITE of x, then ceil(rows/B) tiles with one accumulator each."""
+    if rows <= 0 or cols <= 0:
+        raise ConfigError(f"pim_gemv_cycles: rows and cols must be positive, got {rows}x{cols}")
+    b, p = mem.banks_per_channel, _row_elems(mem)
+    mult = mem.pim.multipliers_per_bank
+    t = -(-rows // b)
+    full, rest = divmod(cols, p)
+    out = []
+    if full:
+        out.append(TileGroup(t, p // mult, 1, full))
+    if rest:
+        out.append(TileGroup(t, -(-rest // mult), 1))
+    return out
+
+
+# --------------------------------------------------------------------------- closed form
+
+
+@dataclass(frozen=True)
+class _PimTiming:
+    """Gaps (cycles) of the tile sequence, derived once per memory config."""
+
+    gact_span: int  # first G_ACT to last G_ACT of one tile
+    gact_count: int
+    start_to_gemv: int  # first-tile PIM_GEMV issue time (nothing open, first GWRITE)
+    gap_plain: int  # last READRES -> next PIM_GEMV, same vector
+    gap_gwrite: int  # last READRES -> next PIM_GEMV, new vector (GWRITE in between)
+    rr_gap: int  # READRES -> READRES
+    tail: int  # last READRES -> end of its data burst
+    trfc: int
+    trefi: int
+
+
+def _gact_times(mem, start: int) -> list[int]:
+    """Issue times of one tile's G_ACTs, ranks interleaved, under tRRD_S/L and tFAW where a
+    G_ACT counts as ``banks_per_group`` activations (at most 4 in any tFAW window)."""
+    o, t = mem.organization, mem.timing
+    acts: dict[int, list[int]] = {r: [] for r in range(o.ranks)}  # activation times per rank
+    last: dict[int, int] = {}
+    times = []
+    now = start
+    for _bg in range(o.bank_groups):
+        for r in range(o.ranks):
+            at = now
+            if r in last:
+                at = max(at, last[r] + t.tRRD_S)
+            window = acts[r]
+            # adding banks_per_group activations at `at`: the 4th-most-recent one before each
+            # new activation must be >= tFAW earlier
+            for _ in range(o.banks_per_group):
+                if len(window) >= 4:
+                    at = max(at, window[-4] + t.tFAW)
+                window.append(at)
+            times.append(at)
+            last[r] = at
+            now = at + 1  # one command per cycle on the C/A bus
+    return times
+
+
+@lru_cache(maxsize=32)
+def _pim_timing(mem) -> _PimTiming:
+    t = mem.timing
+    burst = mem.burst_cycles
+    gw = mem.pim.gwrite_cycles
+    g0 = _gact_times(mem, 0)
+    span = g0[-1] - g0[0]
+    # first tile: P_HEADER @0, GWRITE @1, G_ACTs from 2, PIM_GEMV after tRCDRD and GWRITE
+    start = max(2 + span + t.tRCDRD, 1 + gw)
+    rr_gap = max(burst, t.tCCD_L)
+    # boundary, same vector: P_HEADER @+1, PIM_PRECHARGE @ max(+tRTP_L, +2), G_ACTs @ +tRP
+    pre = max(t.tRTP_L, 2)
+    gap_plain = pre + t.tRP + span + t.tRCDRD
+    # new vector: GWRITE once the data bus is free (last READRES data ends at +CL+burst),
+    # then P_HEADER, PIM_PRECHARGE; PIM_GEMV also waits for the GWRITE transfer
+    w = t.CL + burst
+    pre_g = max(t.tRTP_L, w + 2)
+    gap_gwrite = max(pre_g + t.tRP + span + t.tRCDRD, w + gw)
+    return _PimTiming(
+        gact_span=span,
+        gact_count=len(g0),
+        start_to_gemv=start,
+        gap_plain=gap_plain,
+        gap_gwrite=gap_gwrite,
+        rr_gap=rr_gap,
+        tail=t.CL + burst,
+        trfc=t.tRFC,
+        trefi=t.tREFI,
+    )
+
+
+def _occupancy(k, mem):
+    return mem.timing.tCCD_L * np.maximum(k, MIN_COMP_SLOTS)
+
+
+def _program_cycles(groups: list[TileGroup], mem) -> tuple[float, dict[str, int]]:
+    """Closed-form cycles and command counts of a tile program on one idle channel."""
+    if not groups:
+        return 0.0, {}
+    pt = _pim_timing(mem)
+    tiles = np.array([g.tiles * g.count for g in groups], dtype=np.int64)
+    k = np.array([g.k for g in groups], dtype=np.int64)
+    n = np.array([g.n_results for g in groups], dtype=np.int64)
+    gwrites = int(sum(g.count for g in groups))
+    n_tiles = int(tiles.sum())
+    # per tile: COMP stream then READRES train
+    busy = int((tiles * (_occupancy(k, mem) + pt.rr_gap * (n - 1))).sum())
+    boundaries = n_tiles - 1
+    gw_boundaries = gwrites - 1
+    base = (
+        pt.start_to_gemv
+        + busy
+        + gw_boundaries * pt.gap_gwrite
+        + (boundaries - gw_boundaries) * pt.gap_plain
+        + pt.tail
+    )
+    # refresh: due every tREFI, taken at the next tile boundary, costs tRFC there
+    last_tile = int(_occupancy(k[-1:], mem)[0] + pt.rr_gap * (n[-1] - 1) + pt.tail)
+    n_ref = 0
+    while True:
+        horizon = base + n_ref * pt.trfc - last_tile
+        nxt = max(0, horizon // pt.trefi)
+        if nxt <= n_ref:
+            break
+        n_ref = int(min(nxt, boundaries))
+        if n_ref >= boundaries:
+            break
+    cycles = base + n_ref * pt.trfc
+    o = mem.organization
+    cmds = {
+        "P_HEADER": n_tiles,
+        "GWRITE": gwrites,
+        "PIM_PRECHARGE": n_tiles - 1 + 0,
+        "G_ACT": n_tiles * pt.gact_count,
+        "PIM_GEMV": n_tiles,
+        "COMP": int((tiles * k).sum()),
+        "READRES": int((tiles * n).sum()),
+        "REF": n_ref * o.ranks,
+    }
+    return float(cycles), cmds
+
+
+def _resolve_dual(mem, dual_row_buffer: bool | None) -> bool:
+    return mem.pim.dual_row_buffer if dual_row_buffer is None else bool(dual_row_buffer)
+
+
+def mha_channel_cycles(
+    seq_lens, n_heads: int, d_head: int, mem, *, dual_row_buffer: bool | None = None
+) -> PimMhaCost:
+    """Fast path: MHA (K^T q and s.V) of all ``seq_lens`` requests on one channel, one layer.
+
+    Requests run back to back in the given order with the paper's KV tile layout
+    (:func:`mha_program`). ``dual_row_buffer`` (default: ``mem.pim.dual_row_buffer``)
+    changes only the background energy here: with no concurrent normal traffic the PIM
+    sequence is the same in both modes (the difference shows when reads overlap, see
+    :mod:`neupims.devices.hbm_channel`).
+    """
+    _check_pim(mem)
+    if n_heads <= 0 or d_head <= 0:
+        raise ConfigError(
+            f"mha_channel_cycles: n_heads and d_head must be positive, got {n_heads}, {d_head}"
+        )
+    key = tuple(int(s) for s in np.asarray(seq_lens, dtype=np.int64).ravel())
+    if any(s < 0 for s in key):
+        raise ConfigError("mha_channel_cycles: sequence lengths must be >= 0")
+    return _mha_cached(key, n_heads, d_head, mem, _resolve_dual(mem, dual_row_buffer))
+
+
+@lru_cache(maxsize=8192)
+def _mha_cached(key: tuple[int, ...], n_heads: int, d_head: int, mem, dual: bool) -> PimMhaCost:
+    groups: list[TileGroup] = []
+    for s in key:
+        groups.extend(mha_program(s, n_heads, d_head, mem))
+    cycles, cmds = _program_cycles(groups, mem)
+    energy = dram_energy_j(
+        cmds, mem, cycles * mem.timing.tck_ns * 1e-9, dual_row_buffer=dual, channels=1
+    )
+    return PimMhaCost(cycles=cycles, commands=cmds, energy_j=energy)
+
+
+def pim_gemv_cycles(rows: int, cols: int, mem) -> float:
+    """Fast path: cycles of y = W x, W (rows x cols) FP16, on one idle PIM channel."""
+    _check_pim(mem)
+    return _program_cycles(gemv_program(rows, cols, mem), mem)[0]
