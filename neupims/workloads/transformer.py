@@ -97,43 +97,32 @@ def encoder_layers(
     heads, kv, d_ff = shard(spec, tp, name)
     d, hd, m = spec.d_model, spec.d_head, step.tokens
     up_n = d_ff * (2 if spec.gated else 1)
+    # Every layer has the same ops; build them once (ops are immutable) and name per layer.
+    norm = Elementwise(spec.norm, m * d, dtype)
+    add = Elementwise("add", m * d, dtype)
+    cores = [
+        ("attn.core", Attention(n, heads, kv, q_len, kv_len, hd, dtype, step.causal))
+        for n, q_len, kv_len in step.groups
+    ]
+    attn = [
+        ("attn.qkv", Gemm(m, (heads + 2 * kv) * hd, d, dtype=dtype)),
+        *cores,
+        ("attn.o", Gemm(m, d, heads * hd, dtype=dtype)),
+        ("attn.add", add),
+    ]
+    mlp = [
+        ("mlp.fc1", Gemm(m, up_n, d, dtype=dtype)),
+        ("mlp.act", Elementwise(spec.ffn, m * d_ff, dtype)),
+        ("mlp.fc2", Gemm(m, d, d_ff, dtype=dtype)),
+        ("mlp.add", add),
+    ]
+    if spec.norm_position == "pre":
+        block = [("attn.norm", norm), *attn, ("mlp.norm", norm), *mlp]
+    else:
+        block = [*attn, ("attn.norm", norm), *mlp, ("mlp.norm", norm)]
     out: list[TracedOp] = []
     for i in layers if layers is not None else range(spec.layers):
-        p = f"L{i}"
-        norm_a = TracedOp(f"{p}.attn.norm", Elementwise(spec.norm, m * d, dtype))
-        norm_m = TracedOp(f"{p}.mlp.norm", Elementwise(spec.norm, m * d, dtype))
-        cores = [
-            TracedOp(
-                f"{p}.attn.core",
-                Attention(
-                    batch=n,
-                    heads=heads,
-                    kv_heads=kv,
-                    q_len=q_len,
-                    kv_len=kv_len,
-                    head_dim=hd,
-                    dtype=dtype,
-                    causal=step.causal,
-                ),
-            )
-            for n, q_len, kv_len in step.groups
-        ]
-        attn = [
-            TracedOp(f"{p}.attn.qkv", Gemm(m, (heads + 2 * kv) * hd, d, dtype=dtype)),
-            *cores,
-            TracedOp(f"{p}.attn.o", Gemm(m, d, heads * hd, dtype=dtype)),
-            TracedOp(f"{p}.attn.add", Elementwise("add", m * d, dtype)),
-        ]
-        mlp = [
-            TracedOp(f"{p}.mlp.fc1", Gemm(m, up_n, d, dtype=dtype)),
-            TracedOp(f"{p}.mlp.act", Elementwise(spec.ffn, m * d_ff, dtype)),
-            TracedOp(f"{p}.mlp.fc2", Gemm(m, d, d_ff, dtype=dtype)),
-            TracedOp(f"{p}.mlp.add", Elementwise("add", m * d, dtype)),
-        ]
-        if spec.norm_position == "pre":
-            out += [norm_a, *attn, norm_m, *mlp]
-        else:
-            out += [*attn, norm_a, *mlp, norm_m]
+        out += [TracedOp(f"L{i}.{part}", op) for part, op in block]
     return out
 
 
