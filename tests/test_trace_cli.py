@@ -49,3 +49,20 @@ def test_trace_list_has_every_model_with_its_shape(capsys):
 def test_trace_usage_errors_exit_2(argv, capsys):
     assert main(argv) == 2
     assert capsys.readouterr().err.startswith("neupims trace: error: ")
+
+
+SAMPLES = {
+    "gpt3-7b_decode_b512_s512_tp4.csv": ("gpt3-7b", "decode", 512, 512, 4),
+    "resnet-50_b32.csv": ("resnet-50", "prefill", 32, 1, 1),
+    "llama2-70b_prefill_b1_s2048_tp8.csv": ("llama2-70b", "prefill", 1, 2048, 8),
+}
+
+
+@pytest.mark.parametrize("fname", sorted(SAMPLES))
+def test_bundled_sample_traces_are_current(fname):
+    # Regenerate with: neupims trace --model M --phase P --batch B --seq L --tp N -o FILE
+    from neupims.workloads.zoo import MODELS_DIR
+
+    model, phase, batch, seq, tp = SAMPLES[fname]
+    ops = read_trace(MODELS_DIR.parent / "traces" / fname)
+    assert ops == trace(model, phase, batch, seq, tp=tp)
