@@ -2,24 +2,28 @@
 
 ``neupims.experiments.run(path_or_spec, outdir, jobs=...)`` runs an experiment and returns
 its results as a DataFrame; see docs/experiments.md for the YAML format and the store.
+Names are imported lazily so that pool workers (which import
+:mod:`neupims.experiments.worker`) start without pandas.
 """
 
-from neupims.experiments.overrides import apply_hw_overrides
-from neupims.experiments.runner import run
-from neupims.experiments.spec import (
-    Experiment,
-    ExperimentSpec,
-    FigureSpec,
-    Point,
-    load_experiment,
-)
+from __future__ import annotations
 
-__all__ = [
-    "Experiment",
-    "ExperimentSpec",
-    "FigureSpec",
-    "Point",
-    "apply_hw_overrides",
-    "load_experiment",
-    "run",
-]
+_EXPORTS = {
+    "run": "neupims.experiments.runner",
+    "apply_hw_overrides": "neupims.experiments.overrides",
+    "Experiment": "neupims.experiments.spec",
+    "ExperimentSpec": "neupims.experiments.spec",
+    "FigureSpec": "neupims.experiments.spec",
+    "Point": "neupims.experiments.spec",
+    "load_experiment": "neupims.experiments.spec",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

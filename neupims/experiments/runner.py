@@ -15,7 +15,6 @@ import os
 import platform
 import sys
 import time
-import traceback
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -29,59 +28,12 @@ from neupims import __version__
 from neupims.atomic import atomic_write_text
 from neupims.errors import ConfigError, NeupimsError
 from neupims.experiments.spec import Experiment, ExperimentSpec, load_experiment
-from neupims.experiments.store import (
-    STATUS_ERROR,
-    STATUS_OK,
-    ResultStore,
-    results_frame,
-    write_results_csv,
-)
+from neupims.experiments.store import ResultStore, results_frame, write_results_csv
+from neupims.experiments.worker import STATUS_ERROR, STATUS_OK, ignore_sigint, run_task
 
 #: results.csv is rewritten from the store at most this often during a run (seconds), and
 #: always at the end, so it stays cheap for sweeps of many fast points.
 CSV_REFRESH_S = 1.0
-
-
-# ---------------------------------------------------------------------------- one point
-
-
-def _scalar(name: str, value: Any) -> Any:
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        value = value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(f"metric {name!r} is a {type(value).__name__}; expected a number or string")
-
-
-def run_task(task: dict[str, Any]) -> dict[str, Any]:
-    """Run one point and return its store record; never raises (errors are recorded).
-
-    A top-level function taking and returning plain data, so it pickles to spawned
-    processes and to Dask workers.
-    """
-    from neupims.experiments.kinds import get_kind
-
-    t0 = time.perf_counter()
-    rec = {k: task[k] for k in ("key", "kind", "index", "swept", "config")}
-    rec.update(version=__version__, host=platform.node(), pid=os.getpid())
-    try:
-        kind = get_kind(task["kind"])
-        cfg = kind.schema.model_validate(task["config"])
-        result = kind.run_point(cfg)
-        if not isinstance(result, dict):
-            raise TypeError(f"run_point returned {type(result).__name__}; expected a dict")
-        rec["result"] = {str(k): _scalar(k, v) for k, v in result.items()}
-        rec.update(status=STATUS_OK, error=None, traceback=None)
-    except Exception as exc:  # recorded, and the sweep goes on
-        rec.update(
-            status=STATUS_ERROR,
-            result=None,
-            error=f"{type(exc).__name__}: {exc}",
-            traceback=traceback.format_exc(),
-        )
-    rec["elapsed_s"] = time.perf_counter() - t0
-    rec["finished_unix"] = time.time()
-    return rec
 
 
 # ---------------------------------------------------------------------------- backends
@@ -95,7 +47,7 @@ def _serial(tasks: list[dict]) -> Iterator[dict]:
 def _pool(tasks: list[dict], jobs: int) -> Iterator[dict]:
     # spawn: workers import what they need, identical on Linux, macOS and Windows.
     ctx = multiprocessing.get_context("spawn")
-    ex = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    ex = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=ignore_sigint)
     futures = {ex.submit(run_task, t): t for t in tasks}
     try:
         for fut in as_completed(futures):
@@ -106,6 +58,18 @@ def _pool(tasks: list[dict], jobs: int) -> Iterator[dict]:
                 yield _crashed(t, f"worker process died: {exc}")
     finally:
         ex.shutdown(wait=False, cancel_futures=True)
+        _terminate_workers(ex)
+
+
+def _terminate_workers(ex: ProcessPoolExecutor) -> None:
+    """Stop points still running after an interrupt (their results would be discarded)."""
+    terminate = getattr(ex, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for proc in list((getattr(ex, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()
 
 
 def _crashed(task: dict, why: str) -> dict:

@@ -16,10 +16,7 @@ from typing import Any
 import pandas as pd
 
 from neupims.atomic import atomic_open, atomic_write_text
-
-#: record fields (besides the kind's result) shown in results.csv
-STATUS_OK = "ok"
-STATUS_ERROR = "error"
+from neupims.experiments.worker import STATUS_OK
 
 
 class ResultStore:

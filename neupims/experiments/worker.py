@@ -1,0 +1,62 @@
+"""Worker side of a sweep: run one point and return its store record (plain data).
+
+Kept free of heavy imports so spawned pool processes and Dask workers start quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import time
+import traceback
+from typing import Any
+
+from neupims import __version__
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+
+
+def ignore_sigint() -> None:
+    """Pool-process initializer: Ctrl-C is handled by the parent, which stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _scalar(name: str, value: Any) -> Any:
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"metric {name!r} is a {type(value).__name__}; expected a number or string")
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one point and return its store record; never raises (errors are recorded).
+
+    A top-level function taking and returning plain data, so it pickles to spawned
+    processes and to Dask workers.
+    """
+    from neupims.experiments.kinds import get_kind
+
+    t0 = time.perf_counter()
+    rec = {k: task[k] for k in ("key", "kind", "index", "swept", "config")}
+    rec.update(version=__version__, host=platform.node(), pid=os.getpid())
+    try:
+        kind = get_kind(task["kind"])
+        cfg = kind.schema.model_validate(task["config"])
+        result = kind.run_point(cfg)
+        if not isinstance(result, dict):
+            raise TypeError(f"run_point returned {type(result).__name__}; expected a dict")
+        rec["result"] = {str(k): _scalar(k, v) for k, v in result.items()}
+        rec.update(status=STATUS_OK, error=None, traceback=None)
+    except Exception as exc:  # recorded, and the sweep goes on
+        rec.update(
+            status=STATUS_ERROR,
+            result=None,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+        )
+    rec["elapsed_s"] = time.perf_counter() - t0
+    rec["finished_unix"] = time.time()
+    return rec

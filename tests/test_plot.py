@@ -1,0 +1,107 @@
+"""`neupims plot` redraws figures from stored results; figure styles and their errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from neupims.cli import main
+from neupims.errors import ConfigError
+from neupims.experiments import FigureSpec, run
+from neupims.plots import axis_label, draw_figures, plot_dir
+
+EXPERIMENT = {
+    "name": "figs",
+    "kind": "synthetic",
+    "sweep": {"grid": {"x": [1.0, 2.0, 4.0], "y": [0, 3], "label": ["a", "b"]}},
+    "figures": [
+        {"type": "lines", "x": "x", "y": "latency_s", "hue": "label", "style": "y", "logx": True},
+        {"type": "grouped_bars", "x": "x", "y": "value", "hue": "label", "facet": "y",
+         "normalise_to": {"label": "a"}},
+        {"type": "parity", "x": "value", "y": "measured", "hue": "label"},
+        {"type": "roofline", "hue": "label", "peak_flops_per_s": "peak_flops_per_s",
+         "bytes_per_s": "bytes_per_s"},
+    ],
+}  # fmt: skip
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    out = tmp_path_factory.mktemp("figs")
+    run(EXPERIMENT, out, jobs=1, progress=False, figures=False)
+    return out
+
+
+def test_plot_cli_redraws_png_and_pdf_from_stored_results(stored, capsys):
+    assert not (stored / "figures").exists()  # the run drew nothing
+    assert main(["plot", str(stored)]) == 0
+    stems = ["lines_latency_s_vs_x", "grouped_bars_value_vs_x", "parity_measured_vs_value"]
+    for stem in [*stems, "roofline"]:
+        png, pdf = stored / "figures" / f"{stem}.png", stored / "figures" / f"{stem}.pdf"
+        assert png.read_bytes()[:8] == PNG_MAGIC
+        assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert capsys.readouterr().out.count("figures/") == 8
+
+
+def test_plot_of_a_folder_without_results_is_a_clear_error(tmp_path):
+    assert main(["plot", str(tmp_path)]) == 2
+    with pytest.raises(ConfigError, match=r"no experiment.yaml; run `neupims run"):
+        plot_dir(tmp_path)
+
+
+def _draw(stored, tmp_path, **fig):
+    import pandas as pd
+
+    df = pd.read_csv(stored / "results.csv")
+    return draw_figures([FigureSpec(**fig)], df, tmp_path, "exp.yaml", formats=("png",))
+
+
+def test_unknown_figure_column_and_missing_reference_are_precise_errors(stored, tmp_path):
+    with pytest.raises(ConfigError, match=r"exp.yaml: figures\[0\].hue: no column 'lbl'"):
+        _draw(stored, tmp_path, type="lines", x="x", y="value", hue="lbl")
+    with pytest.raises(
+        ConfigError, match=r"normalise_to: no row with label = 'zz' in group x = 1.0"
+    ):
+        _draw(stored, tmp_path, type="grouped_bars", x="x", y="value", hue="label",
+              normalise_to={"label": "zz"})  # fmt: skip
+
+
+def test_lines_are_distinguishable_without_colour(stored):
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from neupims.plots import DRAWERS
+
+    df = pd.read_csv(stored / "results.csv")
+    fs = FigureSpec(type="lines", x="x", y="value", hue="label", style="y")
+    fig = DRAWERS["lines"](fs, df)
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 4  # 2 labels x 2 styles
+    assert len({(ln.get_marker(), ln.get_linestyle()) for ln in lines}) == 4
+    plt.close(fig)
+
+
+def test_normalised_bars_divide_by_the_reference_bar(stored):
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from neupims.plots import DRAWERS
+
+    df = pd.read_csv(stored / "results.csv")
+    df.loc[df["label"] == "b", "value"] *= 3  # b is 3x a in every group
+    fs = FigureSpec(type="grouped_bars", x="x", y="value", hue="label", normalise_to={"label": "a"})
+    fig = DRAWERS["grouped_bars"](fs, df[df["y"] == 0])
+    heights = [round(p.get_height(), 9) for p in fig.axes[0].patches]
+    assert heights == [1.0, 1.0, 1.0, 3.0, 3.0, 3.0]
+    hatches = {p.get_hatch() for p in fig.axes[0].patches}
+    assert len(hatches) == 2  # bars differ by hatch, not only by gray level
+    plt.close(fig)
+
+
+def test_axis_labels_carry_units():
+    assert axis_label("latency_s") == "latency (s)"
+    assert axis_label("tokens_per_s") == "throughput (tokens/s)"
+    assert axis_label("kv_cache_bytes") == "kv cache (B)"
+    assert axis_label("energy_j") == "energy (J)"
+    assert axis_label("anything", "custom (u)") == "custom (u)"
