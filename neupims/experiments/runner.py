@@ -234,13 +234,13 @@ def run(
     """
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     outdir = Path(outdir) if outdir is not None else default_outdir(exp)
+    if timeline is not None and exp.kind.timeline is None:
+        raise ConfigError(
+            f"{exp.source}: kind {exp.kind.name!r} cannot export a timeline (--timeline)"
+        )
     outdir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(outdir / "experiment.yaml", exp.text)
     if timeline is not None:
-        if exp.kind.timeline is None:
-            raise ConfigError(
-                f"{exp.source}: kind {exp.kind.name!r} cannot export a timeline (--timeline)"
-            )
         first = exp.points[0]
         exp.kind.timeline(exp.kind.schema.model_validate(first.config), Path(timeline))
 

@@ -1,0 +1,71 @@
+"""The ``replay`` kind: metrics from a traced step, hardware overrides, timeline export."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from neupims.cli import main
+
+EXP = """\
+name: rp
+kind: replay
+base: {model: gpt3-125m, phase: decode, seq: 256, hw: h100_sxm}
+sweep:
+  grid:
+    hw_overrides.hbm_bandwidth_gbps: [1675, 3350]
+    batch: [1, 8]
+"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rp")
+    (folder / "rp.yaml").write_text(EXP)
+    timeline = folder / "timeline.json"
+    argv = ["run", str(folder / "rp.yaml"), "-o", str(folder / "out"), "--jobs", "1"]
+    assert main([*argv, "--no-progress", "--timeline", str(timeline)]) == 0
+    import pandas as pd
+
+    return pd.read_csv(folder / "out" / "results.csv"), json.loads(timeline.read_text())
+
+
+def test_metrics_follow_from_the_replayed_step(results):
+    df, _ = results
+    assert list(df["status"]) == ["ok"] * 4
+    assert (df["tokens_per_s"] == df["batch"] / df["latency_s"]).all()
+    assert (df["tflops_per_s"] - df["flops"] / df["latency_s"] / 1e12).abs().max() < 1e-9
+    # the override changes only the hardware: same work, and decode is faster with more bandwidth
+    bw = "hw_overrides.hbm_bandwidth_gbps"
+    slow, fast = df[df[bw] == 1675].reset_index(), df[df[bw] == 3350].reset_index()
+    assert (slow["flops"] == fast["flops"]).all() and (slow["bytes"] == fast["bytes"]).all()
+    assert (slow["latency_s"] > fast["latency_s"]).all()
+
+
+def test_timeline_of_the_first_point_covers_its_ops(results):
+    df, tl = results
+    events = tl["traceEvents"]
+    assert tl["otherData"]["batch"] == 1 and events[0]["ph"] == "X"
+    first = df.iloc[0]
+    assert first[["hw_overrides.hbm_bandwidth_gbps", "batch"]].tolist() == [1675, 1]
+    total_us = sum(e["dur"] for e in events)
+    assert total_us == pytest.approx(first["latency_s"] * 1e6, rel=1e-9)
+    assert all(b["ts"] == pytest.approx(a["ts"] + a["dur"]) for a, b in itertools.pairwise(events))
+
+
+def test_timeline_of_a_kind_without_one_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "s.yaml").write_text("name: s\nkind: synthetic\n")
+    argv = ["run", str(tmp_path / "s.yaml"), "-o", str(tmp_path), "--timeline", "t.json"]
+    assert main([*argv, "--no-progress"]) == 2
+    assert "kind 'synthetic' cannot export a timeline (--timeline)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / "s.yaml"]  # nothing ran, nothing written
+
+
+def test_python_api_is_exposed_on_the_package(tmp_path):
+    import neupims
+
+    df = neupims.run({"name": "api", "kind": "synthetic", "base": {"x": 2.5}}, tmp_path,
+                     jobs=1, progress=False)  # fmt: skip
+    assert df["value"].tolist() == [2.5]
