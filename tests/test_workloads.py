@@ -7,6 +7,8 @@ independently of the trace code.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neupims.ops import Attention, Conv2d, Gemm
 from neupims.workloads import get_model, im2win_layers, list_models, trace
@@ -265,3 +267,31 @@ def test_pipeline_stages_concatenate_to_the_whole_step(name, pp):
     assert [t for st in stages for t in st] == whole
     per = get_model(name).layers // pp
     assert stages[1][0].layer.startswith(f"L{per}.")
+
+
+DECODERS = [n for n in list_models() if get_model(n).kind == "decoder"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    name=st.sampled_from(DECODERS),
+    batch=st.integers(1, 64),
+    seq=st.integers(1, 4096),
+    tp_exp=st.integers(0, 3),
+    phase=st.sampled_from(["prefill", "decode"]),
+)
+def test_property_step_flops_match_spec(name, batch, seq, tp_exp, phase):
+    spec = get_model(name)
+    tp = 2**tp_exp
+    if spec.heads % tp or spec.d_ff % tp or spec.n_kv_heads % tp:
+        tp = 1
+    ops = trace(name, phase, batch, seq, tp=tp)
+    tokens = batch * seq if phase == "prefill" else batch
+    assert gemm_flops(ops, include_head=False) * tp == pytest.approx(
+        2 * spec.params * tokens, rel=1e-12
+    )
+    # attention: 4 h d_head FLOPs per (query, key) pair; causal prefill sees (s+1)/2 keys
+    pairs = seq * (seq + 1) / 2 if phase == "prefill" else seq + 1
+    attn = sum(t.op.flops for t in ops if isinstance(t.op, Attention))
+    expected = spec.layers * 4 * batch * spec.heads * spec.d_head * pairs
+    assert attn * tp == pytest.approx(expected, rel=1e-12)
