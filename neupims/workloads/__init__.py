@@ -1,7 +1,8 @@
 """Workloads: the model zoo (``workloads/models/*.yaml``) and op traces of one step.
 
     get_model(name) -> frozen spec           list_models() -> names
-    trace(model, phase, batch, seq, tp=1, dtype="fp16") -> list[TracedOp]
+    trace(model, phase, batch, seq, tp=1, dtype="fp16", pp=1, stage=0) -> list[TracedOp]
+    datasets.sample_requests(name, n, seed) -> (input_lens, output_lens)
 
 ``trace`` dispatches on the model's kind through :data:`TRACERS`; to add a kind, write
 its schema in :mod:`neupims.workloads.specs` and its tracer, and register both.
