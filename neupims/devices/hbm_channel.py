@@ -1,0 +1,639 @@
+"""Command-level model of one HBM(-PIM) channel: banks with MEM and PIM row buffers, a
+timing-checked command issue API, and an FR-FCFS controller with a PIM queue.
+
+Units: cycles of ``mem.timing.tck_ns``. Facts: ../shared/docs/NEUPIMS.md sections 3-6; the
+timing table is :func:`neupims.devices.hbm_timing.rules`.
+
+Speed: time is never ticked. Every (command, bank / bank group / rank / channel) keeps the
+earliest cycle it may issue as a plain int; a command's earliest legal cycle is the max of
+those, the tFAW window, the data bus and the command bus (one command per cycle). The
+controller picks the candidate with the smallest earliest cycle (ties: PIM first, then row
+hits, then the oldest) and jumps there.
+
+Row buffers: each bank has a MEM row buffer (ACT/RD/WR/PRE). With ``dual_row_buffer`` it
+also has a PIM row buffer (G_ACT/PIM_GEMV/READRES/PIM_PRECHARGE) with its own open row; a
+row may not be open in both. Without (Newton, blocked mode) one buffer serves both, and
+the controller holds normal requests back while PIM work is queued.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from neupims.devices import hbm_timing as T
+from neupims.devices.dram import dram_energy_j
+from neupims.errors import NeupimsError
+
+CLOSED = -1
+
+
+class HbmTimingError(NeupimsError):
+    """A command was issued before its earliest legal cycle or in an illegal bank state."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One 64 B access: ``arrival`` cycle, write flag, target bank and row/column."""
+
+    arrival: int
+    write: bool
+    rank: int
+    bg: int
+    bank: int
+    row: int
+    col: int
+
+
+@dataclass(frozen=True)
+class PimTile:
+    """One tile GEMV: ``row`` opened in every bank's PIM buffer, ``k`` COMPs, ``n_results``
+    READRES; ``gwrite`` when a new vector must be written to the global buffer first."""
+
+    row: int
+    k: int
+    n_results: int
+    gwrite: bool
+
+
+@dataclass
+class Stats:
+    """Counters of one run. cycles: simulated cycles until the last data burst ends."""
+
+    commands: dict[str, int] = field(default_factory=dict)
+    row_hits: int = 0
+    row_misses: int = 0
+    row_conflicts: int = 0
+    reads: int = 0
+    writes: int = 0
+    cycles: int = 0
+    active_cycles: int = 0  # cycles with at least one row open (background IDD3N)
+    read_latency_sum: int = 0  # arrival -> end of data, over reads
+    last_request_done: int = 0  # end of the last normal request's data
+
+
+def decode_address(
+    addr: int, mem, mapping: str | None = None
+) -> tuple[int, int, int, int, int, int]:
+    """Split a byte address into (channel, rank, bg, bank, row, col) by an address map.
+
+    ``mapping`` (default ``controller.address_mapping``, NeuPIMs' ``rorabgbachco``) lists
+    fields from most to least significant in two-letter codes: ro, ra, bg, ba, ch, co. The
+    lowest log2(access_bytes) bits are the byte offset inside one burst.
+    """
+    mapping = mapping or mem.controller.address_mapping
+    o = mem.organization
+    sizes = {
+        "ro": o.rows,
+        "ra": o.ranks,
+        "bg": o.bank_groups,
+        "ba": o.banks_per_group,
+        "ch": o.channels,
+        "co": mem.page_bytes // mem.access_bytes,
+    }
+    fields = [mapping[i : i + 2] for i in range(0, len(mapping), 2)]
+    if sorted(fields) != sorted(sizes):
+        raise NeupimsError(
+            f"controller.address_mapping: {mapping!r} must name each of ro ra bg ba ch co once"
+        )
+    v = addr // mem.access_bytes
+    out = {}
+    for f in reversed(fields):
+        out[f] = v % sizes[f]
+        v //= sizes[f]
+    return out["ch"], out["ra"], out["bg"], out["ba"], out["ro"] % o.rows, out["co"]
+
+
+class HbmChannel:
+    """One channel: state, timing bookkeeping, issue API, command log and statistics."""
+
+    def __init__(self, mem, *, dual_row_buffer: bool | None = None, refresh: bool = True):
+        self.mem = mem
+        self.dual = mem.pim.dual_row_buffer if dual_row_buffer is None else bool(dual_row_buffer)
+        o = mem.organization
+        self.R, self.G, self.B = o.ranks, o.bank_groups, o.banks_per_group
+        self.nbanks = self.R * self.G * self.B
+        self.ngroups = self.R * self.G
+        n = len(T.COMMANDS)
+        self.nb = [[0] * self.nbanks for _ in range(n)]
+        self.ng = [[0] * self.ngroups for _ in range(n)]
+        self.nr = [[0] * self.R for _ in range(n)]
+        self.nc = [0] * n
+        self.mem_row = [CLOSED] * self.nbanks
+        self.pim_row = [CLOSED] * self.nbanks
+        self.open_count = 0
+        self.open_since = 0
+        self.acts = [deque(maxlen=4) for _ in range(self.R)]  # last 4 activation times
+        self.bus_free = 0
+        self.last_issue = -1
+        self.log: list[tuple[int, str, int, int, int, int, int]] = []
+        self.counts = [0] * n
+        self.comps = 0
+        self.stats = Stats()
+        self.refresh = refresh
+        self.t = mem.timing
+        self.tfaw = mem.timing.tFAW
+        self.data = [T.data_window(c, mem) for c in range(n)]
+        self._compile(T.rules(mem, self.dual))
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _compile(self, table) -> None:
+        """Per command: update lists (array, index kind, later command, delay, +occ)."""
+        self.upd = {}
+        for c, lst in table.items():
+            out = []
+            for scope, later, delay, occ in lst:
+                out.append((scope, later, delay, occ))
+            self.upd[c] = out
+
+    def _bank_id(self, rank: int, bg: int, bank: int) -> int:
+        return (rank * self.G + bg) * self.B + bank
+
+    def _check_target(self, cmd: int, rank: int, bg: int, bank: int) -> None:
+        if cmd in T.CHANNEL_WIDE:
+            return
+        if not 0 <= rank < self.R or not 0 <= bg < self.G:
+            raise HbmTimingError(f"{T.COMMANDS[cmd]}: rank {rank}/bank group {bg} out of range")
+        if cmd not in (PREA_, REF_, G_ACT_) and not 0 <= bank < self.B:
+            raise HbmTimingError(f"{T.COMMANDS[cmd]}: bank {bank} out of range")
+
+    def earliest(
+        self, cmd: int | str, rank: int = 0, bg: int = 0, bank: int = 0, k: int = 0
+    ) -> int:
+        """Earliest legal issue cycle of ``cmd`` by the timing table (state not checked)."""
+        cmd = T.CMD[cmd] if isinstance(cmd, str) else cmd
+        t = max(self.nc[cmd], self.last_issue + 1)
+        if cmd in T.CHANNEL_WIDE:
+            pass
+        elif cmd == T.G_ACT:
+            g = rank * self.G + bg
+            t = max(t, self.ng[cmd][g], self.nr[cmd][rank])
+            base = g * self.B
+            for b in range(base, base + self.B):
+                t = max(t, self.nb[cmd][b])
+        elif cmd in (T.PREA, T.REF):
+            t = max(t, self.nr[cmd][rank])
+            base = rank * self.G * self.B
+            nb = self.nb[T.PRE]  # PREA obeys every bank's precharge gate
+            if cmd == T.PREA:
+                for b in range(base, base + self.G * self.B):
+                    t = max(t, nb[b])
+        else:
+            b = (rank * self.G + bg) * self.B + bank
+            t = max(t, self.nb[cmd][b], self.ng[cmd][b // self.B], self.nr[cmd][rank])
+        if cmd == T.ACT or cmd == T.G_ACT:
+            acts = self.acts[rank]
+            need = 1 if cmd == T.ACT else self.B
+            # the activation that would be 5th-most-recent must be >= tFAW ago
+            if len(acts) + need > 4:
+                t = max(t, acts[len(acts) + need - 5] + self.tfaw)
+        w = self.data[cmd]
+        if w is not None:
+            t = max(t, self.bus_free - w[0])
+        return t
+
+    def state_error(self, cmd: int, rank: int, bg: int, bank: int, row: int) -> str | None:
+        """Why ``cmd`` is illegal in the current bank state, or None."""
+        if cmd in (T.ACT, T.RD, T.WR, T.PRE):
+            b = self._bank_id(rank, bg, bank)
+            if cmd == T.ACT:
+                if self.mem_row[b] != CLOSED:
+                    return f"ACT to bank {b} with row {self.mem_row[b]} open"
+                if not self.dual and self.pim_row[b] != CLOSED:
+                    return f"ACT to bank {b} held by PIM (single row buffer)"
+                if self.pim_row[b] == row:
+                    return f"ACT to row {row} of bank {b}, open in the PIM buffer"
+            elif cmd == T.PRE:
+                if self.mem_row[b] == CLOSED:
+                    return f"PRE to closed bank {b}"
+            elif self.mem_row[b] != row:
+                return f"{T.COMMANDS[cmd]} to row {row} of bank {b}, open row {self.mem_row[b]}"
+        elif cmd == T.G_ACT:
+            base = (rank * self.G + bg) * self.B
+            for b in range(base, base + self.B):
+                if self.pim_row[b] != CLOSED:
+                    return f"G_ACT to bank {b} with PIM row {self.pim_row[b]} open"
+                if not self.dual and self.mem_row[b] != CLOSED:
+                    return f"G_ACT to bank {b} with MEM row open (single row buffer)"
+                if self.mem_row[b] == row:
+                    return f"G_ACT of row {row}, open in bank {b}'s MEM buffer"
+        elif cmd in (T.PIM_GEMV, T.READRES):
+            rows = set(self.pim_row)
+            if len(rows) != 1 or CLOSED in rows:
+                return f"{T.COMMANDS[cmd]} needs one PIM row open in every bank"
+        elif cmd == T.REF:
+            base = rank * self.G * self.B
+            for b in range(base, base + self.G * self.B):
+                if self.mem_row[b] != CLOSED or self.pim_row[b] != CLOSED:
+                    return f"REF to rank {rank} with bank {b} open"
+        return None
+
+    def issue(
+        self,
+        cmd: int | str,
+        rank: int = 0,
+        bg: int = 0,
+        bank: int = 0,
+        row: int = 0,
+        col: int = 0,
+        at: int | None = None,
+    ) -> int:
+        """Issue ``cmd`` at cycle ``at`` (default: its earliest); raise HbmTimingError when
+        that is before the earliest legal cycle or the bank state forbids it. For PIM_GEMV
+        ``col`` is the number of COMPs k. Returns the issue cycle."""
+        cmd = T.CMD[cmd] if isinstance(cmd, str) else cmd
+        self._check_target(cmd, rank, bg, bank)
+        e = self.earliest(cmd, rank, bg, bank)
+        if at is None:
+            at = e
+        elif at < e:
+            raise HbmTimingError(
+                f"{T.COMMANDS[cmd]} at cycle {at} is early: earliest legal cycle is {e}"
+            )
+        err = self.state_error(cmd, rank, bg, bank, row)
+        if err:
+            raise HbmTimingError(f"cycle {at}: {err}")
+        self._apply(cmd, rank, bg, bank, row, col, at)
+        return at
+
+    def _set_open(self, delta: int, t: int) -> None:
+        before = self.open_count
+        self.open_count += delta
+        if before == 0 and self.open_count > 0:
+            self.open_since = t
+        elif before > 0 and self.open_count == 0:
+            self.stats.active_cycles += t - self.open_since
+
+    def _apply(self, cmd: int, rank: int, bg: int, bank: int, row: int, col: int, t: int) -> None:
+        self.last_issue = t
+        self.counts[cmd] += 1
+        wide = cmd in T.CHANNEL_WIDE
+        if wide:
+            self.log.append((t, T.COMMANDS[cmd], -1, -1, -1, row, col))
+        else:
+            self.log.append((t, T.COMMANDS[cmd], rank, bg, bank, row, col))
+        occ = T.occupancy(col, self.mem) if cmd == T.PIM_GEMV else 0
+        if cmd == T.PIM_GEMV:
+            self.comps += col
+        g = rank * self.G + bg
+        b = g * self.B + bank
+        for scope, later, delay, plus in self.upd[cmd]:
+            v = t + delay + (occ if plus else 0)
+            if wide or scope == "channel":
+                if v > self.nc[later]:
+                    self.nc[later] = v
+            elif scope == "bank":
+                arr = self.nb[later]
+                if cmd == T.G_ACT:
+                    for bb in range(g * self.B, g * self.B + self.B):
+                        if v > arr[bb]:
+                            arr[bb] = v
+                elif cmd == T.PREA:
+                    for bb in range(rank * self.G * self.B, (rank + 1) * self.G * self.B):
+                        if v > arr[bb]:
+                            arr[bb] = v
+                elif v > arr[b]:
+                    arr[b] = v
+            elif scope == "bg":
+                arr = self.ng[later]
+                if v > arr[g]:
+                    arr[g] = v
+            else:
+                arr = self.nr[later]
+                if v > arr[rank]:
+                    arr[rank] = v
+        w = self.data[cmd]
+        if w is not None:
+            self.bus_free = t + w[0] + w[1]
+        # state
+        if cmd == T.ACT:
+            self.acts[rank].append(t)
+            self.mem_row[b] = row
+            self._set_open(1, t)
+        elif cmd == T.PRE:
+            self.mem_row[b] = CLOSED
+            self._set_open(-1, t)
+        elif cmd == T.PREA:
+            for bb in range(rank * self.G * self.B, (rank + 1) * self.G * self.B):
+                if self.mem_row[bb] != CLOSED:
+                    self.mem_row[bb] = CLOSED
+                    self._set_open(-1, t)
+        elif cmd == T.G_ACT:
+            for _ in range(self.B):
+                self.acts[rank].append(t)
+            for bb in range(g * self.B, g * self.B + self.B):
+                self.pim_row[bb] = row
+                self._set_open(1, t)
+        elif cmd == T.PIM_PRECHARGE:
+            for bb in range(self.nbanks):
+                if self.pim_row[bb] != CLOSED:
+                    self.pim_row[bb] = CLOSED
+                    self._set_open(-1, t)
+
+    # ------------------------------------------------------------------ results
+    def finish_stats(self, end: int) -> Stats:
+        s = self.stats
+        if self.open_count > 0:
+            s.active_cycles += end - self.open_since
+            self.open_since = end
+        s.cycles = end
+        s.commands = {T.COMMANDS[c]: n for c, n in enumerate(self.counts) if n}
+        if self.comps:
+            s.commands["COMP"] = self.comps
+        return s
+
+    def energy_j(self, stats: Stats) -> float:
+        dur = stats.cycles * self.t.tck_ns * 1e-9
+        frac = stats.active_cycles / stats.cycles if stats.cycles else 0.0
+        return dram_energy_j(
+            stats.commands,
+            self.mem,
+            dur,
+            dual_row_buffer=self.dual,
+            channels=1,
+            active_fraction=min(1.0, frac),
+        )
+
+
+PREA_, REF_, G_ACT_ = T.PREA, T.REF, T.G_ACT
+
+
+# ---------------------------------------------------------------------- controller
+
+
+class Controller:
+    """FR-FCFS controller with per-bank queues, open-page policy, a PIM queue served first
+    and all-bank refresh every tREFI (NEUPIMS.md section 3, controller row)."""
+
+    def __init__(self, channel: HbmChannel, *, queue_size: int | None = None):
+        self.ch = channel
+        self.mem = channel.mem
+        self.queue_size = queue_size or self.mem.controller.transaction_queue
+        self.ref_due = self.mem.timing.tREFI
+
+    def run(self, requests: Sequence[Request], pim: Iterable[PimTile] = ()) -> Stats:
+        """Serve ``requests`` (sorted by arrival) and the PIM tiles (in order) to the end."""
+        ch = self.ch
+        t_ = self.mem.timing
+        nb = ch.nbanks
+        B = ch.B
+        G = ch.G
+        reqs = list(requests)
+        n = len(reqs)
+        status = [0] * n  # 0 hit, 1 miss, 2 conflict
+        queues: list[list[int]] = [[] for _ in range(nb)]
+        qbank = [ch._bank_id(r.rank, r.bg, r.bank) for r in reqs]
+        active: set[int] = set()
+        queued = 0
+        nxt = 0  # next request to admit
+        pim_cmds = deque()  # expanded commands of the tile in progress
+        tiles = deque(pim)
+        in_tile = False
+        refreshing: deque | None = None
+        end = 0
+        stats = ch.stats
+        RD, WR, ACT, PRE = T.RD, T.WR, T.ACT, T.PRE
+        earliest = ch.earliest
+        mem_row = ch.mem_row
+        pim_row = ch.pim_row
+        cl, burst, cwl = t_.CL, ch.mem.burst_cycles, t_.CWL
+        tile_row = CLOSED
+        while True:
+            # admit arrivals
+            while nxt < n and queued < self.queue_size and reqs[nxt].arrival <= ch.last_issue + 1:
+                b = qbank[nxt]
+                queues[b].append(nxt)
+                active.add(b)
+                queued += 1
+                nxt += 1
+            pim_busy = bool(tiles or pim_cmds)
+            if not (queued or pim_busy or nxt < n or refreshing):
+                break
+            # ---- refresh in progress: only its commands (the current tile has finished)
+            if refreshing is not None:
+                cmd, r = refreshing.popleft()
+                skip = (
+                    cmd == T.PREA
+                    and all(mem_row[x] == CLOSED for x in range(r * G * B, (r + 1) * G * B))
+                ) or (cmd == T.PIM_PRECHARGE and all(x == CLOSED for x in pim_row))
+                if not skip:
+                    at = ch.issue(cmd, r, 0, 0, 0, 0)
+                    end = max(end, at + 1)
+                if not refreshing:
+                    refreshing = None
+                    self.ref_due += t_.tREFI
+                continue
+            # ---- PIM candidate: the next command of the tile in progress, or a new tile
+            pim_t = None
+            if pim_cmds or tiles:
+                if not pim_cmds:
+                    tile = tiles[0]
+                    pim_t = earliest(T.P_HEADER)
+                else:
+                    c, r, g, bk, row, col = pim_cmds[0]
+                    pim_t = earliest(c, r, g, bk, col)
+            # ---- MEM candidates (blocked mode: wait while PIM work is queued)
+            best_t = None
+            best = None  # (cmd, rank, bg, bank, row, col, req, prio)
+            if ch.dual or not pim_busy:
+                for b in active:
+                    q = queues[b]
+                    open_row = mem_row[b]
+                    rank, rem = divmod(b, G * B)
+                    g, bk = divmod(rem, B)
+                    if open_row != CLOSED:
+                        pick = -1
+                        for i in q:
+                            if reqs[i].row == open_row:
+                                pick = i
+                                break
+                        if pick >= 0:
+                            cmd = WR if reqs[pick].write else RD
+                            prio = 1
+                        else:
+                            cmd, pick, prio = PRE, q[0], 2
+                    else:
+                        pick = q[0]
+                        prow = reqs[pick].row
+                        if pim_row[b] == prow or (in_tile and prow == tile_row):
+                            continue  # row held by PIM: wait for its precharge
+                        cmd, prio = ACT, 2
+                    te = earliest(cmd, rank, g, bk)
+                    if (
+                        best_t is None
+                        or te < best_t
+                        or (te == best_t and (prio, pick) < (best[7], best[6]))
+                    ):
+                        best_t = te
+                        best = (cmd, rank, g, bk, reqs[pick].row, reqs[pick].col, pick, prio)
+            # PIM first on ties
+            if pim_t is not None and (best_t is None or pim_t <= best_t):
+                best_t = pim_t
+                best = None
+            # an arrival before the chosen command is admitted first
+            if nxt < n and queued < self.queue_size:
+                arr = reqs[nxt].arrival
+                if best_t is None or arr < best_t:
+                    ch.last_issue = max(ch.last_issue, arr - 1)
+                    continue
+            if best_t is None:
+                raise HbmTimingError("controller stalled with work queued")  # pragma: no cover
+            # refresh due: finish the tile in progress, then refresh
+            if ch.refresh and best_t >= self.ref_due:
+                if in_tile:
+                    if best is not None:  # hold normal traffic until the tile is done
+                        c, r, g, bk, row, col = pim_cmds[0]
+                        best_t = earliest(c, r, g, bk, col)
+                        best = None
+                else:
+                    refreshing = deque(
+                        [(T.PREA, r) for r in range(ch.R)]
+                        + [(T.PIM_PRECHARGE, 0)]
+                        + [(T.REF, r) for r in range(ch.R)]
+                    )
+                    continue
+            if best is None:  # PIM command
+                if not pim_cmds:
+                    tile = tiles.popleft()
+                    self._expand(tile, pim_cmds)
+                    if not tiles:  # release the banks after the last tile
+                        pim_cmds.append((T.PIM_PRECHARGE, 0, 0, 0, 0, 0))
+                    tile_row = tile.row
+                    in_tile = True
+                c, r, g, bk, row, col = pim_cmds.popleft()
+                at = ch.issue(c, r, g, bk, row, col)
+                if not pim_cmds:
+                    in_tile = False
+                end = max(end, at + self._tail(c))
+                continue
+            cmd, rank, g, bk, row, col, req, _ = best
+            at = ch.issue(cmd, rank, g, bk, row, col, best_t)
+            b = qbank[req]
+            if cmd == ACT:
+                status[req] = max(status[req], 1)
+                continue
+            if cmd == PRE:
+                status[req] = 2
+                continue
+            # RD / WR served
+            queues[b].remove(req)
+            if not queues[b]:
+                active.discard(b)
+            queued -= 1
+            s = status[req]
+            if s == 0:
+                stats.row_hits += 1
+            elif s == 1:
+                stats.row_misses += 1
+            else:
+                stats.row_conflicts += 1
+            if cmd == RD:
+                stats.reads += 1
+                done = at + cl + burst
+                stats.read_latency_sum += done - reqs[req].arrival
+            else:
+                stats.writes += 1
+                done = at + cwl + burst
+            stats.last_request_done = max(stats.last_request_done, done)
+            end = max(end, done)
+        return ch.finish_stats(max(end, ch.last_issue + 1))
+
+    def _tail(self, cmd: int) -> int:
+        w = self.ch.data[cmd]
+        return w[0] + w[1] if w else 1
+
+    def _expand(self, tile: PimTile, out: deque) -> None:
+        """Commands of one tile GEMV in issue order (module docstring of neupims.devices.pim)."""
+        ch = self.ch
+        out.append((T.P_HEADER, 0, 0, 0, tile.row, 0))
+        if tile.gwrite:
+            out.append((T.GWRITE, 0, 0, 0, tile.row, 0))
+        if any(r != CLOSED for r in ch.pim_row):
+            out.append((T.PIM_PRECHARGE, 0, 0, 0, 0, 0))
+        for b in range(ch.nbanks):  # MEM rows that must close first
+            mr = ch.mem_row[b]
+            if mr != CLOSED and (not ch.dual or mr == tile.row):
+                r, rem = divmod(b, ch.G * ch.B)
+                g, bk = divmod(rem, ch.B)
+                out.append((T.PRE, r, g, bk, mr, 0))
+        for g in range(ch.G):
+            for r in range(ch.R):
+                out.append((T.G_ACT, r, g, 0, tile.row, 0))
+        out.append((T.PIM_GEMV, 0, 0, 0, tile.row, tile.k))
+        for _ in range(tile.n_results):
+            out.append((T.READRES, 0, 0, 0, tile.row, 0))
+
+
+# ---------------------------------------------------------------------- patterns
+
+
+def stream_requests(n: int, mem, *, write: bool = False, start_row: int = 0) -> list[Request]:
+    """``n`` sequential 64 B accesses of one channel, all queued at cycle 0, decoded with
+    the configured address map (channel bits fixed to 0)."""
+    o = mem.organization
+    out = []
+    addr = 0
+    stride_ch = mem.access_bytes
+    # walk the channel-0 addresses in increasing order
+    i = 0
+    base = start_row * mem.page_bytes * o.channels * o.ranks * o.bank_groups * o.banks_per_group
+    while len(out) < n:
+        ch, ra, bg, ba, ro, co = decode_address(base + addr, mem)
+        if ch == 0:
+            out.append(Request(0, write, ra, bg, ba, ro, co))
+        addr += stride_ch
+        i += 1
+    return out
+
+
+def random_requests(
+    n: int,
+    mem,
+    *,
+    seed: int = 0,
+    write_fraction: float = 0.0,
+    rows: int | None = None,
+    interval: int = 0,
+) -> list[Request]:
+    """``n`` accesses to uniformly random banks, rows (< ``rows``) and columns of one
+    channel; arrivals every ``interval`` cycles (0: all queued at cycle 0). Seeded."""
+    import random
+
+    rng = random.Random(seed)
+    o = mem.organization
+    nrows = rows or o.rows
+    ncol = mem.page_bytes // mem.access_bytes
+    return [
+        Request(
+            i * interval,
+            rng.random() < write_fraction,
+            rng.randrange(o.ranks),
+            rng.randrange(o.bank_groups),
+            rng.randrange(o.banks_per_group),
+            rng.randrange(nrows),
+            rng.randrange(ncol),
+        )
+        for i in range(n)
+    ]
+
+
+def tiles_of(groups, *, first_row: int = 0) -> list[PimTile]:
+    """Expand :class:`neupims.devices.pim.TileGroup` lists into tiles on consecutive rows."""
+    out = []
+    row = first_row
+    for grp in groups:
+        for _ in range(grp.count):
+            for j in range(grp.tiles):
+                out.append(PimTile(row, grp.k, grp.n_results, j == 0))
+                row += 1
+    return out
+
+
+def simulate(
+    mem, requests=(), tiles=(), *, dual_row_buffer: bool | None = None, refresh: bool = True
+) -> tuple[Stats, HbmChannel]:
+    """Run one channel to completion; returns its statistics and the channel (with log)."""
+    ch = HbmChannel(mem, dual_row_buffer=dual_row_buffer, refresh=refresh)
+    stats = Controller(ch).run(requests, tiles)
+    return stats, ch

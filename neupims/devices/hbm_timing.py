@@ -1,0 +1,186 @@
+"""HBM/PIM command set and the timing table the command-level scheduler enforces.
+
+Units: memory-clock cycles (tCK). Facts: ../shared/docs/NEUPIMS.md section 4 (timing table,
+derived composites "following DRAMsim3 rules") and section 6 (PIM commands, single vs dual
+row-buffer gaps). The independent checker (:mod:`neupims.devices.hbm_checker`) restates
+these constraints in its own form; keep both in step with docs/hbm_pim.md.
+
+A rule ``(scope, later, delay, plus_occupancy)`` attached to command A says: after A issues
+at t, command ``later`` to a target in ``scope`` of A may issue no earlier than
+``t + delay`` (``+ occupancy`` of A when A is a PIM_GEMV). Scopes: ``bank`` (same bank; for a
+G_ACT the 4 banks of its group; for a channel-wide PIM command every bank), ``bg`` (same
+bank group), ``rank``, ``channel``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Command names, in the order of their integer ids.
+COMMANDS = (
+    "ACT",
+    "RD",
+    "WR",
+    "PRE",
+    "PREA",
+    "REF",
+    "P_HEADER",
+    "GWRITE",
+    "G_ACT",
+    "PIM_GEMV",
+    "READRES",
+    "PIM_PRECHARGE",
+)
+CMD = {name: i for i, name in enumerate(COMMANDS)}
+ACT, RD, WR, PRE, PREA, REF, P_HEADER, GWRITE, G_ACT, PIM_GEMV, READRES, PIM_PRECHARGE = range(
+    len(COMMANDS)
+)
+#: Commands broadcast to every bank of the channel (no rank/bank target).
+CHANNEL_WIDE = frozenset({P_HEADER, GWRITE, PIM_GEMV, READRES, PIM_PRECHARGE})
+
+#: Minimum COMP slots of a PIM_GEMV: NewtonSim's composite COMPS_READRES occupies
+#: 2 * (max(k, 6) + 1) ns (NEUPIMS.md section 6, [C]); we keep max(k, 6) COMP slots of
+#: tCCD_L and read the results with separate READRES commands.
+MIN_COMP_SLOTS = 6
+
+
+@dataclass(frozen=True)
+class Gaps:
+    """Composite gaps (cycles) of one memory config and row-buffer mode."""
+
+    burst: int
+    rd_rd_l: int  # max(burst, tCCD_L), same bank group
+    rd_rd_s: int  # max(burst, tCCD_S), other bank group
+    rd_wr: int  # CL + burst - CWL + tWPRE (DRAMsim3 read_to_write)
+    wr_rd_l: int  # CWL + burst + tWTR_L
+    wr_rd_s: int  # CWL + burst + tWTR_S
+    rd_pre: int  # tRTP_L
+    wr_pre: int  # CWL + burst + tWR
+    trc: int  # tRAS + tRP
+    gwrite: int  # cycles the GWRITE transfer occupies the data path
+    dual: bool
+
+    @staticmethod
+    def of(mem, dual: bool) -> Gaps:
+        t = mem.timing
+        b = mem.burst_cycles
+        return Gaps(
+            burst=b,
+            rd_rd_l=max(b, t.tCCD_L),
+            rd_rd_s=max(b, t.tCCD_S),
+            rd_wr=t.CL + b - t.CWL + t.tWPRE,
+            wr_rd_l=t.CWL + b + t.tWTR_L,
+            wr_rd_s=t.CWL + b + t.tWTR_S,
+            rd_pre=t.tRTP_L,
+            wr_pre=t.CWL + b + t.tWR,
+            trc=t.tRAS + t.tRP,
+            gwrite=mem.pim.gwrite_cycles,
+            dual=dual,
+        )
+
+
+def occupancy(k: int, mem) -> int:
+    """Cycles a PIM_GEMV of ``k`` COMPs holds the PIM datapath: tCCD_L * max(k, 6)."""
+    return mem.timing.tCCD_L * max(k, MIN_COMP_SLOTS)
+
+
+def data_window(cmd: int, mem) -> tuple[int, int] | None:
+    """(offset, length) of the data-bus burst of ``cmd`` relative to its issue, or None."""
+    t = mem.timing
+    if cmd in (RD, READRES):
+        return t.CL, mem.burst_cycles
+    if cmd == WR:
+        return t.CWL, mem.burst_cycles
+    if cmd == GWRITE:  # the vector comes over the channel's data path like a write
+        return t.CWL, mem.pim.gwrite_cycles
+    return None
+
+
+def rules(mem, dual: bool) -> dict[int, list[tuple[str, int, int, bool]]]:
+    """The scheduler's timing table: command -> [(scope, later command, delay, +occ)]."""
+    t = mem.timing
+    g = Gaps.of(mem, dual)
+    # single vs dual row buffer (NEUPIMS.md section 6 table)
+    act_gact = t.tRRD_L if dual else g.trc  # ACT <-> G_ACT same bank / bank group
+    rd_pim = 0 if dual else g.rd_rd_l  # RD -> COMP/READRES
+    wr_pim = 0 if dual else g.wr_rd_l  # WR -> COMP/READRES
+    pim_pre = 0 if dual else g.rd_pre  # PIM -> PRE same rank
+    pimpre_act = 0 if dual else t.tRP  # PIM_PRECHARGE -> ACT (single buffer reopens)
+    r: dict[int, list[tuple[str, int, int, bool]]] = {c: [] for c in range(len(COMMANDS))}
+    r[ACT] = [
+        ("bank", ACT, g.trc, False),
+        ("bg", ACT, t.tRRD_L, False),
+        ("rank", ACT, t.tRRD_S, False),
+        ("bank", RD, t.tRCDRD, False),
+        ("bank", WR, t.tRCDWR, False),
+        ("bank", PRE, t.tRAS, False),
+        ("rank", PREA, t.tRAS, False),
+        ("bank", G_ACT, act_gact, False),
+        ("bg", G_ACT, t.tRRD_L, False),
+        ("rank", G_ACT, t.tRRD_S, False),
+    ]
+    r[RD] = [
+        ("bg", RD, g.rd_rd_l, False),
+        ("channel", RD, g.rd_rd_s, False),
+        ("channel", WR, g.rd_wr, False),
+        ("bank", PRE, g.rd_pre, False),
+        ("rank", PREA, g.rd_pre, False),
+        ("channel", PIM_GEMV, rd_pim, False),
+        ("channel", READRES, max(rd_pim, g.rd_rd_s), False),
+    ]
+    r[WR] = [
+        ("bg", WR, g.rd_rd_l, False),
+        ("channel", WR, g.rd_rd_s, False),
+        ("bg", RD, g.wr_rd_l, False),
+        ("rank", RD, g.wr_rd_s, False),
+        ("bank", PRE, g.wr_pre, False),
+        ("rank", PREA, g.wr_pre, False),
+        ("channel", PIM_GEMV, wr_pim, False),
+        ("channel", READRES, wr_pim, False),
+    ]
+    for pre in (PRE, PREA):
+        scope = "bank" if pre == PRE else "rank"
+        r[pre] = [
+            (scope, ACT, t.tRP, False),
+            ("rank", REF, t.tRP, False),
+        ]
+    r[REF] = [
+        ("rank", ACT, t.tRFC, False),
+        ("rank", G_ACT, t.tRFC, False),
+        ("rank", REF, t.tRFC, False),
+    ]
+    r[GWRITE] = [
+        ("channel", PIM_GEMV, t.CWL + g.gwrite, False),
+        ("channel", GWRITE, t.CWL + g.gwrite, False),
+    ]
+    r[G_ACT] = [
+        ("bank", G_ACT, g.trc, False),
+        ("bg", G_ACT, t.tRRD_L, False),
+        ("rank", G_ACT, t.tRRD_S, False),
+        ("bank", ACT, act_gact, False),
+        ("bg", ACT, act_gact, False),
+        ("rank", ACT, t.tRRD_S, False),
+        ("channel", PIM_GEMV, t.tRCDRD, False),
+        ("channel", PIM_PRECHARGE, t.tRAS, False),
+    ]
+    r[PIM_GEMV] = [
+        ("channel", PIM_GEMV, 0, True),
+        ("channel", READRES, 0, True),
+        ("channel", GWRITE, 0, True),
+        ("channel", PIM_PRECHARGE, t.tRTP_L, True),
+        ("channel", PRE, pim_pre, True),
+        ("channel", PREA, pim_pre, True),
+    ]
+    r[READRES] = [
+        ("channel", READRES, g.rd_rd_l, False),
+        ("channel", PIM_PRECHARGE, t.tRTP_L, False),
+        ("channel", PRE, pim_pre, False),
+        ("channel", PREA, pim_pre, False),
+        ("channel", WR, g.rd_wr, False),
+    ]
+    r[PIM_PRECHARGE] = [
+        ("channel", G_ACT, t.tRP, False),
+        ("channel", ACT, pimpre_act, False),
+        ("channel", REF, t.tRP, False),
+    ]
+    return r
