@@ -11,11 +11,13 @@ from typing import IO
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", **kw) -> Iterator[IO]:
+def atomic_open(path: str | Path, mode: str = "w", fsync: bool = True, **kw) -> Iterator[IO]:
     """Open a temporary sibling of ``path``; on success fsync and rename it into place.
 
     On any exception the temporary file is removed and ``path`` is left untouched, so a
-    reader never sees a half-written file.
+    reader never sees a half-written file. ``fsync=False`` skips the flush to disk: the
+    rename is still atomic for readers and survives the writer being killed, only not a
+    power loss (use it where the reader validates what it reads, e.g. the result store).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,7 +26,8 @@ def atomic_open(path: str | Path, mode: str = "w", **kw) -> Iterator[IO]:
         with os.fdopen(fd, mode, **kw) as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if fsync:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -32,6 +35,6 @@ def atomic_open(path: str | Path, mode: str = "w", **kw) -> Iterator[IO]:
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_open(path, "w") as fh:
+def atomic_write_text(path: str | Path, text: str, fsync: bool = True) -> None:
+    with atomic_open(path, "w", fsync=fsync) as fh:
         fh.write(text)

@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--timeline", default=None, help="also write a Chrome-trace JSON timeline of point 1"
     )
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="points per worker task (default: about 4 tasks per worker, at most 16)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--no-figures", action="store_true", help="skip drawing the figures")
     p.set_defaults(func=run)
@@ -43,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: expected a positive number of processes")
+    if args.chunk is not None and args.chunk < 1:
+        raise ConfigError(f"--chunk {args.chunk}: expected a positive number of points")
     exp = load_experiment(args.experiment)
     outdir = args.output or default_outdir(exp)
     df = run_experiment(
@@ -54,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         timeline=args.timeline,
         figures=not args.no_figures,
+        chunk=args.chunk,
     )
     failed = int((df["status"] != "ok").sum()) if len(df) else 0
     print(f"{exp.name}: {len(df)} of {len(exp.points)} points stored, {failed} failed -> {outdir}")

@@ -29,11 +29,13 @@ from neupims.atomic import atomic_write_text
 from neupims.errors import ConfigError, NeupimsError
 from neupims.experiments.spec import Experiment, ExperimentSpec, load_experiment
 from neupims.experiments.store import ResultStore, results_frame, write_results_csv
-from neupims.experiments.worker import STATUS_ERROR, STATUS_OK, ignore_sigint, run_task
+from neupims.experiments.worker import STATUS_ERROR, STATUS_OK, ignore_sigint, run_chunk, run_task
 
 #: results.csv is rewritten from the store at most this often during a run (seconds), and
 #: always at the end, so it stays cheap for sweeps of many fast points.
 CSV_REFRESH_S = 1.0
+#: the most points sent to a pool process or Dask worker as one task (see chunk_size)
+MAX_CHUNK = 16
 
 
 # ---------------------------------------------------------------------------- backends
@@ -44,18 +46,32 @@ def _serial(tasks: list[dict]) -> Iterator[dict]:
         yield run_task(t)
 
 
-def _pool(tasks: list[dict], jobs: int) -> Iterator[dict]:
+def chunk_size(n_tasks: int, workers: int) -> int:
+    """Points per task sent to a worker: about 4 chunks per worker, at most MAX_CHUNK.
+
+    Chunks amortise the per-task cost of the pool or cluster over several cheap points;
+    long sweeps of slow points still report progress chunk by chunk.
+    """
+    return max(1, min(MAX_CHUNK, n_tasks // (4 * max(1, workers))))
+
+
+def _chunks(tasks: list[dict], size: int) -> list[list[dict]]:
+    return [tasks[i : i + size] for i in range(0, len(tasks), size)]
+
+
+def _pool(tasks: list[dict], jobs: int, chunk: int | None) -> Iterator[dict]:
     # spawn: workers import what they need, identical on Linux, macOS and Windows.
     ctx = multiprocessing.get_context("spawn")
     ex = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=ignore_sigint)
-    futures = {ex.submit(run_task, t): t for t in tasks}
+    chunks = _chunks(tasks, chunk or chunk_size(len(tasks), jobs))
+    futures = {ex.submit(run_chunk, c): c for c in chunks}
     try:
         for fut in as_completed(futures):
             try:
-                yield fut.result()
+                yield from fut.result()
             except BrokenProcessPool as exc:
-                t = futures[fut]
-                yield _crashed(t, f"worker process died: {exc}")
+                for t in futures[fut]:
+                    yield _crashed(t, f"worker process died: {exc}")
     finally:
         ex.shutdown(wait=False, cancel_futures=True)
         _terminate_workers(ex)
@@ -86,26 +102,26 @@ def _crashed(task: dict, why: str) -> dict:
     return rec
 
 
-def _dask(tasks: list[dict], client) -> Iterator[dict]:
+def _dask(tasks: list[dict], client, chunk: int | None) -> Iterator[dict]:
     from distributed import as_completed as dask_completed
 
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    chunks = _chunks(tasks, chunk or chunk_size(len(tasks), workers))
     run_id = uuid.uuid4().hex[:8]  # fresh keys: a retried point is really re-run
-    futures = [
-        client.submit(run_task, t, key=f"neupims-{run_id}-{t['key'][:16]}", pure=False)
-        for t in tasks
-    ]
-    by_key = {f.key: t for f, t in zip(futures, tasks, strict=True)}
+    keys = [f"neupims-{run_id}-{i}" for i in range(len(chunks))]
+    futures = client.map(run_chunk, chunks, key=keys, pure=False)
+    by_key = dict(zip(keys, chunks, strict=True))
     try:
-        for fut in dask_completed(futures):
-            try:
-                yield fut.result()
-            except Exception as exc:  # a worker died or the cluster lost the task
-                yield _crashed(by_key[fut.key], f"dask task failed: {type(exc).__name__}: {exc}")
+        # with_results gathers results in batches instead of one request per future
+        for fut, out in dask_completed(futures, with_results=True, raise_errors=False):
+            if isinstance(out, BaseException):  # a worker died or the cluster lost the task
+                for t in by_key[fut.key]:
+                    yield _crashed(t, f"dask task failed: {type(out).__name__}: {out}")
+            else:
+                yield from out
             fut.release()
     finally:
-        for f in futures:
-            if not f.done():
-                f.cancel()
+        client.cancel([f for f in futures if not f.done()])
 
 
 def _dask_client(scheduler: str | None, cluster: str | None):
@@ -224,12 +240,14 @@ def run(
     progress: bool = True,
     timeline: str | Path | None = None,
     figures: bool = True,
+    chunk: int | None = None,
 ) -> pd.DataFrame:
     """Run every point of ``experiment`` not already stored in ``outdir``; return the results.
 
     ``jobs``: local worker processes (default: all cores; 1 runs in this process).
     ``scheduler`` (``tcp://HOST:PORT``), ``cluster`` (``local:N``) or an existing Dask
-    ``client`` run points on Dask instead. Writes ``outdir/store/``, ``results.csv``,
+    ``client`` run points on Dask instead. ``chunk``: points per worker task (default:
+    :func:`chunk_size`). Writes ``outdir/store/``, ``results.csv``,
     ``manifest.json``, ``experiment.yaml`` and the figures.
     """
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
@@ -272,9 +290,9 @@ def run(
         backend = "dask"
     jobs = jobs or os.cpu_count() or 1
     if client is not None:
-        backend, stream = "dask", _dask(tasks, client)
+        backend, stream = "dask", _dask(tasks, client, chunk)
     elif jobs > 1 and len(tasks) > 1:
-        backend, stream = f"pool:{jobs}", _pool(tasks, min(jobs, len(tasks)))
+        backend, stream = f"pool:{jobs}", _pool(tasks, min(jobs, len(tasks)), chunk)
     else:
         stream = _serial(tasks)
     stats["backend"] = backend

@@ -31,19 +31,23 @@ def _scalar(name: str, value: Any) -> Any:
     raise TypeError(f"metric {name!r} is a {type(value).__name__}; expected a number or string")
 
 
+def _kind(name: str):
+    from neupims.experiments.kinds import KINDS, get_kind
+
+    return KINDS.get(name) or get_kind(name)
+
+
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """Run one point and return its store record; never raises (errors are recorded).
 
     A top-level function taking and returning plain data, so it pickles to spawned
     processes and to Dask workers.
     """
-    from neupims.experiments.kinds import get_kind
-
     t0 = time.perf_counter()
     rec = {k: task[k] for k in ("key", "kind", "index", "swept", "config")}
     rec.update(version=__version__, host=platform.node(), pid=os.getpid())
     try:
-        kind = get_kind(task["kind"])
+        kind = _kind(task["kind"])
         cfg = kind.schema.model_validate(task["config"])
         result = kind.run_point(cfg)
         if not isinstance(result, dict):
@@ -60,3 +64,8 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     rec["elapsed_s"] = time.perf_counter() - t0
     rec["finished_unix"] = time.time()
     return rec
+
+
+def run_chunk(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run several points in one worker task (amortises the pool's per-task cost)."""
+    return [run_task(t) for t in tasks]
