@@ -5,11 +5,12 @@ Facts (../shared/docs/NEUPIMS.md section 2, from the released ONNXim-based simul
 ``H + W - 2 + max(rows, 4)`` cycles once the weights are in, a weight preload costs ``H``
 cycles and tiles issue pipelined. Our reading (documented in docs/neupims.md):
 
-* An array processes its tiles back to back. Each tile needs its weights preloaded
-  (``H`` cycles; a weight-stationary array shifts the new weights in through its rows) and
-  then streams ``max(rows, 4)`` activation rows. Pipelined issue hides the fill/drain
-  ``H + W - 2`` of every tile but the last one, and the output write of the last tile
-  (``rows`` cycles to drain the accumulators) is exposed once.
+* An array processes its tiles back to back. A tile that brings new weights (a preload)
+  issues ``max(rows_prev, 4, H)`` cycles after the previous one started: the preload of
+  ``H`` cycles is hidden behind the previous tile's streaming when that streams at least
+  ``H`` rows (ONNXim's systolic_ws issue rule, read as a fact from its public source).
+  The last tile then needs its full ``H + W - 2 + max(rows, 4)`` cycles (fill, stream,
+  drain and output write of the accumulators).
 * SRAM is double buffered: half of it holds one M-tile's inputs, outputs and two weight
   tiles, which decides the rows per tile (``m_tile_rows``).
 * Weights stream from HBM (DMA) while the arrays compute; a GEMM lasts
@@ -28,6 +29,9 @@ from functools import lru_cache
 
 import numpy as np
 
+# Imported first so that the roofline registers before this model: register_device makes
+# the latest registration the default for its kinds, and the roofline claims every kind.
+from neupims.devices import roofline as _roofline  # noqa: F401
 from neupims.devices.base import Cost, DeviceModel, register_device
 from neupims.ops import ELEMENTWISE_KINDS, Attention, Conv2d, Elementwise, Gemm, Op, Pool2d
 from neupims.ops import dtype_bytes as _dtype_bytes
@@ -72,10 +76,10 @@ def _gemm_tiles_cached(m: int, n: int, k: int, batch: int, cfg) -> GemmTiles:
     w_tiles = math.ceil(k / h) * math.ceil(n / w)
     tiles = batch * m_tiles * w_tiles
     per_array = math.ceil(tiles / s.count)
-    # Every tile: preload H + stream max(rows, 4); a short last M tile streams fewer rows,
-    # charge the full tile rows (the issue slot is sized for the tile).
+    # Each tile is a preload: issue interval max(rows, 4, H); the last tile completes after
+    # fill + stream + drain. A short last M tile is charged the full tile rows.
     stream = max(mt, MIN_STREAM_ROWS)
-    compute = per_array * (h + stream) + (h + w - 2) + mt
+    compute = (per_array - 1) * max(stream, h) + (h + w - 2) + stream
     # Weights are re-read once per M tile (they do not stay resident across M tiles).
     dma = batch * m_tiles * k * n * b
     return GemmTiles(tiles, mt, per_array, float(compute), float(dma), float(batch) * m * n * k)
@@ -93,7 +97,7 @@ def gemm_cycles(m: int, n: int, k: int, cfg, dma_cycles_fn, batch: int = 1) -> t
     """
     t = gemm_tiles(m, n, k, cfg, batch)
     s = cfg.systolic_array
-    first_tile = s.rows + max(t.m_tile_rows, MIN_STREAM_ROWS)
+    first_tile = s.rows + s.cols - 2 + max(t.m_tile_rows, MIN_STREAM_ROWS)
     return max(t.compute_cycles, dma_cycles_fn(t.dma_bytes) + first_tile), t.compute_cycles
 
 
@@ -110,7 +114,10 @@ def attention_gemv_compute_cycles(seq_lens, heads: int, head_dim: int, cfg) -> f
     t_attend = np.ceil(lens / s.rows) * math.ceil(head_dim / s.cols)
     tiles = float(heads * (t_logit + t_attend).sum())
     per_array = math.ceil(tiles / s.count)
-    return per_array * (s.rows + MIN_STREAM_ROWS) + (s.rows + s.cols - 2) + 1
+    if per_array == 0:
+        return 0.0
+    interval = max(MIN_STREAM_ROWS, s.rows)  # one query row: the preload sets the pace
+    return (per_array - 1) * interval + (s.rows + s.cols - 2) + MIN_STREAM_ROWS
 
 
 def vector_cycles(elems: float, flops_per_elem: float, cfg) -> float:

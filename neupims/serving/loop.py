@@ -11,7 +11,9 @@ Orca-style scheduling with vLLM-style paged KV allocation (NEUPIMS.md sections 1
   by the system's policy (``round_robin`` or ``gmlbp``) on a channel with room; when a
   growing request finds its channel full, the most recently admitted request on that
   channel is preempted back to the head of the queue (vLLM recompute policy; its prefill
-  is not charged), so capacity is never exceeded.
+  is not charged), so capacity is never exceeded. With pipeline parallelism the KV kept
+  per device is the batch's over ``layers/pp`` blocks (``kv_layers="stage"``, the
+  artifact's rule) or over all layers (``"model"``: ``pp`` batches in flight).
 * Each iteration every active request produces one token. A request ends when it has
   produced its output length or its context reaches ``max_seq_len``; its slot is refilled
   at the next iteration.
@@ -88,6 +90,7 @@ class Server:
         seed: int,
         max_seq_len: int = 2048,
         placement: str | None = None,
+        kv_layers: str = "stage",
     ):
         if batch < 1:
             raise ConfigError(f"batch must be positive, got {batch}")
@@ -106,7 +109,13 @@ class Server:
             raise ConfigError(
                 f"{ctx.llm.name} with tp={ctx.tp}, pp={ctx.pp}: the weights leave no KV capacity"
             )
-        self.layers_dev = ctx.llm.layers // ctx.pp
+        # "stage": the device keeps this batch's KV for its layers/pp blocks (the NeuPIMs
+        # trace generator's rule, NEUPIMS.md section 7). "model": pp batches are in flight
+        # (simulate_step) and the device keeps all of them, as many tiles as one batch over
+        # all the model's layers (the physical count when pp batches share the device).
+        if kv_layers not in ("stage", "model"):
+            raise ConfigError(f"kv_layers must be 'stage' or 'model', got {kv_layers!r}")
+        self.layers_dev = ctx.llm.layers // ctx.pp if kv_layers == "stage" else ctx.llm.layers
         # slot state (-1 channel = empty slot)
         self.inp = np.zeros(batch, np.int64)
         self.out = np.zeros(batch, np.int64)
@@ -247,9 +256,10 @@ def serve(
     iterations: int = 100,
     max_seq_len: int = 2048,
     placement: str | None = None,
+    kv_layers: str = "stage",
 ) -> dict:
     """Run ``warmup`` untimed then ``iterations`` timed iterations; return the metrics."""
-    srv = Server(ctx, dataset, batch, seed, max_seq_len, placement)
+    srv = Server(ctx, dataset, batch, seed, max_seq_len, placement, kv_layers)
     for _ in range(warmup):
         srv.step(False)
     for _ in range(iterations):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -143,15 +144,9 @@ def _row_elems(mem) -> int:
 
 def kv_tiles(seq_lens, e_eff: int, mem) -> np.ndarray:
     """32 KB PIM tiles of one layer's K and V per request (NEUPIMS.md section 7):
-    ceil(s/B) * ceil(E/P) key tiles + ceil(s/P) * ceil(E/B) value tiles."""
+    ceil(s/B) * ceil(E/P) key tiles + ceil(s/P) * ceil(E/B) value tiles. Vectorised form of
+    ``neupims.devices.pim.kv_tiles_per_request`` (tests check they agree)."""
     s = np.asarray(seq_lens, dtype=np.int64)
-    try:
-        from neupims.devices.pim import kv_tiles_per_request
-    except ImportError:
-        kv_tiles_per_request = None
-    if kv_tiles_per_request is not None:
-        f = np.vectorize(lambda x: kv_tiles_per_request(int(x), e_eff, mem), otypes=[np.int64])
-        return f(s) if s.size else s
     b, p = mem.banks_per_channel, _row_elems(mem)
     return -(-s // b) * -(-e_eff // p) + -(-s // p) * -(-e_eff // b)
 
@@ -199,6 +194,33 @@ def _fallback_commands(seq_lens, e_eff: int, n_heads: int, mem) -> dict[str, np.
     }
 
 
+#: Configs seen by the memoised helpers, keyed by id() (pydantic hashing is slow; the
+#: objects are kept alive here so an id is never reused for another config).
+_CONFIGS: dict[int, object] = {}
+
+
+def config_key(cfg) -> int:
+    k = id(cfg)
+    _CONFIGS.setdefault(k, cfg)
+    return k
+
+
+def _req_cost(s: int, n_heads: int, d_head: int, mem, dual: bool):
+    return _req_cost_cached(s, n_heads, d_head, config_key(mem), dual)
+
+
+@lru_cache(maxsize=65536)
+def _req_cost_cached(s: int, n_heads: int, d_head: int, mem_key: int, dual: bool):
+    """(own cycles, marginal cycles when appended, marginal commands) of one request."""
+    from neupims.devices.pim import mha_channel_cycles
+
+    mem = _CONFIGS[mem_key]
+    one = mha_channel_cycles([s], n_heads, d_head, mem, dual_row_buffer=dual)
+    two = mha_channel_cycles([s, s], n_heads, d_head, mem, dual_row_buffer=dual)
+    cmds = {k: float(two.commands.get(k, 0)) - float(one.commands.get(k, 0)) for k in two.commands}
+    return float(one.cycles), float(two.cycles - one.cycles), cmds
+
+
 @dataclass(frozen=True)
 class ChannelMha:
     """MHA of one sub-batch on all channels: memory cycles and command counts per channel."""
@@ -218,15 +240,26 @@ def mha_per_channel(seq_lens, ch_idx, n_heads: int, d_head: int, mem, dual: bool
     except ImportError:
         mha_channel_cycles = None
     e_eff = n_heads * d_head
-    if mha_channel_cycles is not None:
-        cyc = np.zeros(nch)
-        cmds: dict[str, np.ndarray] = {}
-        for c in np.unique(ch):
-            r = mha_channel_cycles(s[ch == c], n_heads, d_head, mem, dual_row_buffer=dual)
-            cyc[c] = r.cycles
-            for k, v in r.commands.items():
-                cmds.setdefault(k, np.zeros(nch))[c] = v
-        return ChannelMha(cyc, cmds, "neupims.devices.pim.mha_channel_cycles")
+    if mha_channel_cycles is not None and s.size:
+        # The helper's closed form is additive over the tiles of requests run back to back
+        # (plus refresh), so a channel's cost is the first request's own cost plus the
+        # marginal cost of appending each further one; both memoised per sequence length.
+        # tests/test_system_pim.py checks this against the direct call within 1 %.
+        uniq, inv = np.unique(s, return_inverse=True)
+        parts = [_req_cost(int(x), n_heads, d_head, mem, dual) for x in uniq]
+        first = np.array([p[0] for p in parts])[inv]
+        marg = np.array([p[1] for p in parts])[inv]
+        is_first = np.zeros(len(s), bool)
+        _, first_idx = np.unique(ch, return_index=True)
+        is_first[first_idx] = True
+        per = np.where(is_first, first, marg)
+        cyc = np.bincount(ch, weights=per, minlength=nch)
+        keys = sorted({k for p in parts for k in p[2]})
+        cmds = {}
+        for k in keys:
+            v = np.array([p[2].get(k, 0.0) for p in parts])[inv]
+            cmds[k] = np.bincount(ch, weights=v, minlength=nch)
+        return ChannelMha(cyc, cmds, "neupims.devices.pim.mha_channel_cycles (memoised per length)")
     per_req = _algorithm1_cycles(s, e_eff, n_heads, mem)
     cyc = np.bincount(ch, weights=per_req, minlength=nch)
     cmds = {

@@ -9,7 +9,7 @@ the length of the run. It returns the serving metrics of :func:`neupims.serving.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -25,6 +25,7 @@ METRICS = (
     "pim_busy_fraction",
     "mem_bw_utilisation",
     "memory_power_w",
+    "npu_power_w",
     "energy_per_token_j",
     "dram_energy_per_token_j",
     "channel_load_max_over_mean",
@@ -51,6 +52,7 @@ class ServingPoint(Spec):
     iterations: PosInt = 64
     max_seq_len: PosInt = 2048
     comm: bool = False  # TP all-reduce / PP hand-off; off = the authors' one-device simulator
+    kv_layers: Literal["stage", "model"] = "stage"  # KV per device: layers/pp or all (pp batches)
 
 
 def _ctx(cfg: ServingPoint, layers: int | None = None):
@@ -90,7 +92,7 @@ def timeline(cfg: ServingPoint, path: Path) -> None:
     from neupims.systems.timeline import write_chrome_trace
 
     ctx = _ctx(cfg)
-    srv = Server(ctx, cfg.dataset, cfg.batch, cfg.seed, cfg.max_seq_len)
+    srv = Server(ctx, cfg.dataset, cfg.batch, cfg.seed, cfg.max_seq_len, kv_layers=cfg.kv_layers)
     for _ in range(cfg.warmup):
         srv.step(False)
     srv.refill(False)

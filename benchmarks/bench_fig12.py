@@ -1,0 +1,71 @@
+"""Time `neupims run experiments/neupims_fig12.yaml` (160 serving points) and one iteration.
+
+Run: .venv/bin/python benchmarks/bench_fig12.py [--jobs N]
+Prints the wall time of the whole experiment (target < 1 min on 2 cores, limit 5 min) and
+the cost of one simulated decode iteration of the reference 512-request snapshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def one_iteration() -> None:
+    from neupims.systems.base import get_system
+    from neupims.systems.iteration import make_ctx, simulate_iteration
+
+    rng = np.random.default_rng(0)
+    seq = rng.integers(16, 2048, 512)
+    ch = rng.integers(0, 32, 512)
+    for name in ("npu_only", "npu_pim", "neupims"):
+        ctx = make_ctx(get_system(name), "gpt3-7b", 4)
+        simulate_iteration(ctx, seq, ch)  # warm the memo caches
+        for periodic in (False, True):
+            t = time.perf_counter()
+            n = 20
+            for i in range(n):
+                simulate_iteration(ctx, seq + i, ch, periodic=periodic)
+            dt = (time.perf_counter() - t) / n
+            print(
+                f"one iteration {name:9s} 32 blocks, periodic={periodic!s:5s}: {dt * 1e3:6.2f} ms"
+            )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--skip-experiment", action="store_true")
+    args = ap.parse_args()
+    one_iteration()
+    if args.skip_experiment:
+        return
+    from neupims.cli import main as cli
+
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        rc = cli(
+            [
+                "run",
+                str(ROOT / "experiments/neupims_fig12.yaml"),
+                "-o",
+                out,
+                "--jobs",
+                str(args.jobs),
+            ]
+        )
+        dt = time.perf_counter() - t
+    print(
+        f"neupims run experiments/neupims_fig12.yaml --jobs {args.jobs}: {dt:.1f} s (rc {rc}); "
+        f"target < 60 s, limit 300 s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""``neupims iteration --system NAME --model M --tp N --requests TRACE.csv [--json]``.
+
+Simulates one decode iteration of an explicit batch: TRACE.csv has the columns
+``seq_len,ch_idx`` (the request snapshot format of the NeuPIMs artifact).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from neupims.errors import TraceError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("iteration", help="simulate one decode iteration of a request snapshot")
+    p.add_argument("--system", required=True, help="npu_only, npu_pim, neupims or gpu_only")
+    p.add_argument("--model", default="gpt3-7b")
+    p.add_argument("--tp", type=int, default=4)
+    p.add_argument("--pp", type=int, default=1)
+    p.add_argument("--requests", required=True, help="CSV with columns seq_len,ch_idx")
+    p.add_argument("--layers", type=int, default=None, help="decoder blocks (default: all)")
+    p.add_argument("--placement", default=None, help="re-place the requests: round_robin|gmlbp")
+    p.add_argument("--sbi", choices=("on", "off"), default=None, help="override sub-batching")
+    p.add_argument("--dual-row-buffer", choices=("on", "off"), default=None)
+    p.add_argument("--comm", action="store_true", help="model TP all-reduce on the interconnect")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--timeline", default=None, help="write a Chrome trace JSON of the iteration")
+    p.set_defaults(func=run)
+
+
+def read_snapshot(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``seq_len,ch_idx`` rows; errors name the file and line."""
+    path = Path(path)
+    try:
+        fh = path.open(newline="")
+    except FileNotFoundError:
+        raise TraceError(f"{path}: file not found") from None
+    with fh:
+        rows = csv.reader(fh)
+        header = next(rows, None)
+        if header is None or [h.strip() for h in header[:2]] != ["seq_len", "ch_idx"]:
+            raise TraceError(f"{path}: line 1: expected the header 'seq_len,ch_idx', got {header}")
+        seq, ch = [], []
+        for line, row in enumerate(rows, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) < 2:
+                raise TraceError(f"{path}: line {line}: expected 2 columns, got {len(row)}")
+            try:
+                s, c = int(row[0]), int(row[1])
+            except ValueError:
+                raise TraceError(
+                    f"{path}: line {line}: seq_len and ch_idx must be integers, got {row[:2]}"
+                ) from None
+            if s < 1 or c < 0:
+                raise TraceError(
+                    f"{path}: line {line}: need seq_len >= 1 and ch_idx >= 0, got {s}, {c}"
+                )
+            seq.append(s)
+            ch.append(c)
+    if not seq:
+        raise TraceError(f"{path}: no requests")
+    return np.array(seq, np.int64), np.array(ch, np.int64)
+
+
+def run(args: argparse.Namespace) -> int:
+    from neupims.systems import deps
+    from neupims.systems.base import get_system
+    from neupims.systems.iteration import make_ctx, simulate_iteration
+    from neupims.systems.placement import place_all
+    from neupims.systems.timeline import write_chrome_trace
+
+    overrides = {}
+    if args.placement:
+        overrides["placement"] = args.placement
+    if args.sbi:
+        overrides["sbi"] = args.sbi == "on"
+        if args.sbi == "on":
+            overrides["sbi_min_batch"] = 0
+    if args.dual_row_buffer:
+        overrides["dual_row_buffer"] = args.dual_row_buffer == "on"
+    system = get_system(args.system, **overrides)
+    ctx = make_ctx(system, args.model, args.tp, args.pp, layers=args.layers, comm=args.comm)
+    seq, ch = read_snapshot(args.requests)
+    nch = ctx.mem.organization.channels
+    if ch.max() >= nch:
+        raise TraceError(f"{args.requests}: ch_idx {ch.max()} out of range 0..{nch - 1}")
+    if args.placement:
+        loads = deps.mha_estimate_cycles(seq, ctx.e_eff, ctx.heads, ctx.mem)
+        tiles = deps.kv_tiles(seq, ctx.e_eff, ctx.mem)
+        ch = place_all(args.placement, loads, tiles, nch)
+    r = simulate_iteration(ctx, seq, ch, record=bool(args.timeline))
+    if args.timeline:
+        write_chrome_trace(r.timeline, args.timeline, 1e9 / ctx.npu.clock_hz)
+    d = r.as_dict()
+    d.update(model=args.model, tp=args.tp, pp=args.pp, placement=args.placement or "from trace")
+    if args.json:
+        print(json.dumps(d, indent=2, default=float))
+    else:
+        stages = ", ".join(f"{k} {v:,.0f}" for k, v in r.stage_cycles.items())
+        print(f"{system.name} {args.model} tp={args.tp} batch={r.batch} sbi={r.sbi}")
+        print(f"  stage cycles (first block): {stages}")
+        print(
+            f"  cycles per block {r.layer_cycles:,.0f}; per iteration {r.iteration_cycles:,.0f}"
+            f" ({r.wall_time_s * 1e3:.3f} ms, {r.layers} blocks)"
+        )
+        print(
+            f"  NPU util {r.npu_utilisation:.1%}, PIM util {r.pim_utilisation:.1%}, PIM busy "
+            f"{r.pim_busy_fraction:.1%}, memory BW {r.mem_bw_utilisation:.1%}; channel load "
+            f"max/mean {r.channel_load_max_over_mean:.2f}"
+        )
+    if args.timeline:
+        print(f"wrote timeline to {args.timeline}")
+    return 0
