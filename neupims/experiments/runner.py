@@ -124,6 +124,13 @@ def _dask(tasks: list[dict], client, chunk: int | None) -> Iterator[dict]:
         client.cancel([f for f in futures if not f.done()])
 
 
+def _local_workers(cluster: str | None) -> int:
+    kind, _, n = (cluster or "").partition(":")
+    if kind != "local" or not n.isdigit() or int(n) < 1:
+        raise ConfigError(f"--cluster {cluster!r}: expected local:N with N >= 1 workers")
+    return int(n)
+
+
 def _dask_client(scheduler: str | None, cluster: str | None):
     try:
         from distributed import Client, LocalCluster
@@ -134,11 +141,11 @@ def _dask_client(scheduler: str | None, cluster: str | None):
             return Client(scheduler, timeout="10s"), None
         except OSError as exc:
             raise NeupimsError(f"cannot connect to Dask scheduler {scheduler}: {exc}") from None
-    kind, _, n = (cluster or "").partition(":")
-    if kind != "local" or not n.isdigit() or int(n) < 1:
-        raise ConfigError(f"--cluster {cluster!r}: expected local:N with N >= 1 workers")
     lc = LocalCluster(
-        n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=_local_workers(cluster),
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
     )
     return Client(lc), lc
 
@@ -252,6 +259,8 @@ def run(
     """
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     outdir = Path(outdir) if outdir is not None else default_outdir(exp)
+    if cluster is not None:
+        _local_workers(cluster)  # a malformed spec is an error before anything is written
     if timeline is not None and exp.kind.timeline is None:
         raise ConfigError(
             f"{exp.source}: kind {exp.kind.name!r} cannot export a timeline (--timeline)"
