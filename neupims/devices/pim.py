@@ -171,13 +171,22 @@ def gemv_program(rows: int, cols: int, mem) -> list[TileGroup]:
 
 @dataclass(frozen=True)
 class _PimTiming:
-    """Gaps (cycles) of the tile sequence, derived once per memory config."""
+    """Parts (cycles) of the tile sequence, derived once per memory config.
+
+    Times are relative to the last READRES of a tile (``rr_last``). The next tile issues
+    P_HEADER at +1, [GWRITE at +w], PIM_PRECHARGE at ``pre``, its G_ACTs from pre + tRP over
+    ``gact_span`` cycles, and PIM_GEMV tRCDRD after the last G_ACT (and, after a GWRITE,
+    CWL + gwrite cycles after it).
+    """
 
     gact_span: int  # first G_ACT to last G_ACT of one tile
     gact_count: int
     start_to_gemv: int  # first-tile PIM_GEMV issue time (nothing open, first GWRITE)
-    gap_plain: int  # last READRES -> next PIM_GEMV, same vector
-    gap_gwrite: int  # last READRES -> next PIM_GEMV, new vector (GWRITE in between)
+    pre_plain: int  # earliest PIM_PRECHARGE after rr_last, same vector
+    pre_gwrite: int  # ... when a GWRITE goes first
+    gw_to_gemv: int  # rr_last -> PIM_GEMV bound from the GWRITE transfer
+    open_to_gemv: int  # PIM_PRECHARGE -> PIM_GEMV: tRP + span + tRCDRD
+    back_bound: int  # pre - rr_last >= back_bound - (occ + rr_gap (n - 1)): tRAS, tRC, tFAW
     rr_gap: int  # READRES -> READRES
     tail: int  # last READRES -> end of its data burst
     trfc: int
@@ -218,23 +227,28 @@ def _pim_timing(mem) -> _PimTiming:
     g0 = _gact_times(mem, 0)
     span = g0[-1] - g0[0]
     # first tile: P_HEADER @0, GWRITE @1, G_ACTs from 2, PIM_GEMV after tRCDRD and GWRITE
-    start = max(2 + span + t.tRCDRD, 1 + gw)
-    rr_gap = max(burst, t.tCCD_L)
-    # boundary, same vector: P_HEADER @+1, PIM_PRECHARGE @ max(+tRTP_L, +2), G_ACTs @ +tRP
-    pre = max(t.tRTP_L, 2)
-    gap_plain = pre + t.tRP + span + t.tRCDRD
-    # new vector: GWRITE once the data bus is free (last READRES data ends at +CL+burst),
-    # then P_HEADER, PIM_PRECHARGE; PIM_GEMV also waits for the GWRITE transfer
-    w = t.CL + burst
-    pre_g = max(t.tRTP_L, w + 2)
-    gap_gwrite = max(pre_g + t.tRP + span + t.tRCDRD, w + gw)
+    start = max(2 + span + t.tRCDRD, 1 + t.CWL + gw)
+    # GWRITE once the data bus is free: its data (CWL after issue) follows the last READRES
+    # burst, which ends CL + burst after that READRES; P_HEADER goes first at +1
+    w = max(2, t.CL + burst - t.CWL)
+    trc = t.tRAS + t.tRP
+    # the previous tile's G_ACTs sit tRCDRD (+ span) before its PIM_GEMV: tRAS to the
+    # precharge, tRC (same bank) and tFAW (same rank) to the next tile's G_ACTs
+    back = max(
+        t.tRAS - t.tRCDRD,
+        trc - t.tRP - t.tRCDRD - span,
+        t.tFAW - 1 - t.tRP - t.tRCDRD,
+    )
     return _PimTiming(
         gact_span=span,
         gact_count=len(g0),
         start_to_gemv=start,
-        gap_plain=gap_plain,
-        gap_gwrite=gap_gwrite,
-        rr_gap=rr_gap,
+        pre_plain=max(t.tRTP_L, 2),
+        pre_gwrite=max(t.tRTP_L, w + 1),
+        gw_to_gemv=w + t.CWL + gw,
+        open_to_gemv=t.tRP + span + t.tRCDRD,
+        back_bound=back,
+        rr_gap=max(burst, t.tCCD_L),
         tail=t.CL + burst,
         trfc=t.tRFC,
         trefi=t.tREFI,
@@ -249,47 +263,59 @@ def _program_cycles(groups: list[TileGroup], mem) -> tuple[float, dict[str, int]
     """Closed-form cycles and command counts of a tile program on one idle channel."""
     if not groups:
         return 0.0, {}
+    arrays = [np.array([getattr(g, f) for g in groups], dtype=np.int64) for f in _FIELDS]
+    return _arrays_cycles(*arrays, len(groups) - 1, mem)
+
+
+_FIELDS = ("tiles", "count", "k", "n_results")
+
+
+def _arrays_cycles(tiles, count, k, n, last: int, mem) -> tuple[float, dict[str, int]]:
+    """:func:`_program_cycles` on group arrays; only the sums and group ``last`` (the final
+    one in issue order) matter, so groups may come in any order. Count-0 groups are ignored."""
     pt = _pim_timing(mem)
-    tiles = np.array([g.tiles * g.count for g in groups], dtype=np.int64)
-    k = np.array([g.k for g in groups], dtype=np.int64)
-    n = np.array([g.n_results for g in groups], dtype=np.int64)
-    gwrites = int(sum(g.count for g in groups))
-    n_tiles = int(tiles.sum())
-    # per tile: COMP stream then READRES train
-    busy = int((tiles * (_occupancy(k, mem) + pt.rr_gap * (n - 1))).sum())
-    boundaries = n_tiles - 1
-    gw_boundaries = gwrites - 1
-    base = (
+    n_tiles = int((tiles * count).sum())
+    gwrites = int(count.sum())
+    # per tile: COMP stream, then the READRES train
+    work = _occupancy(k, mem) + pt.rr_gap * (n - 1)
+    # gap from a tile's last READRES to the next tile's PIM_GEMV, by the tile before it
+    back = pt.back_bound - work
+    gap_plain = np.maximum(pt.pre_plain, back) + pt.open_to_gemv
+    gap_gw = np.maximum(np.maximum(pt.pre_gwrite, back) + pt.open_to_gemv, pt.gw_to_gemv)
+    plain_b = count * (tiles - 1)  # boundaries inside one vector's tiles
+    gw_b = count.copy()  # boundaries after each vector's last tile ...
+    gw_b[last] -= 1  # ... except the very last one
+    base = int(
         pt.start_to_gemv
-        + busy
-        + gw_boundaries * pt.gap_gwrite
-        + (boundaries - gw_boundaries) * pt.gap_plain
+        + (tiles * count * work).sum()
+        + (plain_b * gap_plain).sum()
+        + (gw_b * gap_gw).sum()
         + pt.tail
     )
-    # refresh: due every tREFI, taken at the next tile boundary, costs tRFC there
-    last_tile = int(_occupancy(k[-1:], mem)[0] + pt.rr_gap * (n[-1] - 1) + pt.tail)
+    boundaries = n_tiles - 1
+    # refresh: due every tREFI, taken before the first tile whose P_HEADER would issue at
+    # or after the due time; it replaces that tile's PIM_PRECHARGE and costs tRFC more
+    last_tile = int(gap_plain[last] - pt.pre_plain - 1 + work[last] + pt.tail)
     n_ref = 0
-    while True:
+    while n_ref < boundaries:
         horizon = base + n_ref * pt.trfc - last_tile
-        nxt = max(0, horizon // pt.trefi)
+        nxt = min(max(0, horizon // pt.trefi), boundaries)
         if nxt <= n_ref:
             break
-        n_ref = int(min(nxt, boundaries))
-        if n_ref >= boundaries:
-            break
+        n_ref = int(nxt)
     cycles = base + n_ref * pt.trfc
     o = mem.organization
     cmds = {
         "P_HEADER": n_tiles,
         "GWRITE": gwrites,
-        "PIM_PRECHARGE": n_tiles - 1 + 0,
+        "PIM_PRECHARGE": n_tiles,  # between tiles, plus one to release the banks
         "G_ACT": n_tiles * pt.gact_count,
         "PIM_GEMV": n_tiles,
-        "COMP": int((tiles * k).sum()),
-        "READRES": int((tiles * n).sum()),
+        "COMP": int((tiles * count * k).sum()),
+        "READRES": int((tiles * count * n).sum()),
         "REF": n_ref * o.ranks,
     }
-    return float(cycles), cmds
+    return float(cycles), {c: v for c, v in cmds.items() if v}
 
 
 def _resolve_dual(mem, dual_row_buffer: bool | None) -> bool:
@@ -318,12 +344,36 @@ def mha_channel_cycles(
     return _mha_cached(key, n_heads, d_head, mem, _resolve_dual(mem, dual_row_buffer))
 
 
+def mha_arrays(seq_lens, n_heads: int, d_head: int, mem):
+    """:func:`mha_program` of all requests as group arrays (tiles, count, k, n_results) and
+    the index of the final group, vectorised over requests (same sums, any order)."""
+    s = np.asarray(seq_lens, dtype=np.int64)
+    s = s[s > 0]
+    b, p = mem.banks_per_channel, _row_elems(mem)
+    mult = mem.pim.multipliers_per_bank
+    e = n_heads * d_head
+    r = s.size
+    t1 = -(-s // b)
+    starts = np.arange(0, e, p)
+    lens = np.minimum(p, e - starts)
+    k_k = -(-lens // mult)
+    n_k = (starts + lens - 1) // d_head - starts // d_head + 1
+    t2 = -(-d_head // b)
+    full, rest = np.divmod(s, p)
+    c = starts.size
+    tiles = np.concatenate([np.repeat(t1, c), np.full(2 * r, t2)])
+    count = np.concatenate([np.ones(c * r, dtype=np.int64), full * n_heads, (rest > 0) * n_heads])
+    k = np.concatenate([np.resize(k_k, c * r), np.full(r, p // mult), -(-rest // mult)])
+    n = np.concatenate([np.resize(n_k, c * r), np.ones(2 * r, dtype=np.int64)])
+    last = c * r + (2 * r - 1 if r and rest[-1] > 0 else r - 1)
+    return tiles, count, k, n, last
+
+
 @lru_cache(maxsize=8192)
 def _mha_cached(key: tuple[int, ...], n_heads: int, d_head: int, mem, dual: bool) -> PimMhaCost:
-    groups: list[TileGroup] = []
-    for s in key:
-        groups.extend(mha_program(s, n_heads, d_head, mem))
-    cycles, cmds = _program_cycles(groups, mem)
+    if not any(key):
+        return PimMhaCost(cycles=0.0, commands={}, energy_j=0.0)
+    cycles, cmds = _arrays_cycles(*mha_arrays(key, n_heads, d_head, mem), mem)
     energy = dram_energy_j(
         cmds, mem, cycles * mem.timing.tck_ns * 1e-9, dual_row_buffer=dual, channels=1
     )
