@@ -47,6 +47,7 @@ def test_grid_times_zip_expands_in_order_with_swept_values(tmp_path):
         "label": "a",
         "sleep_s": 0.0,
         "fail": False,
+        "crash": False,
         "seed": 0,
     }
     assert len({p.key for p in exp.points}) == 6
@@ -69,7 +70,7 @@ BAD = [
     (
         "sweep: {grid: {xx: [1.0]}}\n",
         "exp.yaml: sweep.grid.xx: unknown key 'xx' in the point config; expected one of "
-        "['fail', 'label', 'seed', 'sleep_s', 'x', 'y']",
+        "['crash', 'fail', 'label', 'seed', 'sleep_s', 'x', 'y']",
     ),
     (
         "sweep: {grid: {y: [1, two]}}\n",

@@ -85,6 +85,18 @@ def test_failing_point_is_recorded_others_finish_and_rerun_retries_it(tmp_path):
     assert (manifest["cached"], manifest["ran"], manifest["failed_total"]) == (3, 3, 3)
 
 
+def test_a_point_that_kills_its_worker_is_found_and_the_others_finish(tmp_path):
+    exp = {
+        "name": "c",
+        "kind": "synthetic",
+        "sweep": {"zip": {"x": [1.0, 2.0, 3.0, 4.0], "crash": [False, True, False, False]}},
+    }
+    df = run(exp, tmp_path, jobs=2, chunk=1, progress=False)
+    assert list(df["status"]) == ["ok", "error", "ok", "ok"]
+    assert df["error"][1].startswith("worker process died while running this point")
+    assert df["value"].tolist()[::2] == [1.0, 3.0] and df["value"][3] == 4.0
+
+
 def test_store_ignores_foreign_and_partial_files(tmp_path):
     store = ResultStore(tmp_path)
     store.put({"key": "abc", "status": "ok", "result": {"v": 1}})

@@ -59,19 +59,50 @@ def _chunks(tasks: list[dict], size: int) -> list[list[dict]]:
     return [tasks[i : i + size] for i in range(0, len(tasks), size)]
 
 
-def _pool(tasks: list[dict], jobs: int, chunk: int | None) -> Iterator[dict]:
+def _new_pool(workers: int) -> ProcessPoolExecutor:
     # spawn: workers import what they need, identical on Linux, macOS and Windows.
     ctx = multiprocessing.get_context("spawn")
-    ex = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=ignore_sigint)
-    chunks = _chunks(tasks, chunk or chunk_size(len(tasks), jobs))
-    futures = {ex.submit(run_chunk, c): c for c in chunks}
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=ignore_sigint)
+
+
+def _pool(tasks: list[dict], jobs: int, chunk: int | None) -> Iterator[dict]:
+    """Run chunks on ``jobs`` processes; if a worker process dies, find the point.
+
+    A point that kills its worker (a segfault, ``os._exit``) breaks the whole pool and
+    every unfinished chunk with it, without saying which point did it. The unfinished
+    points are then run one at a time in a fresh single-process pool, so the one that
+    crashes is recorded as failed and the others complete.
+    """
+    ex = _new_pool(jobs)
+    done: set[str] = set()
     try:
+        chunks = _chunks(tasks, chunk or chunk_size(len(tasks), jobs))
+        futures = [ex.submit(run_chunk, c) for c in chunks]
+        broken = False
         for fut in as_completed(futures):
             try:
-                yield from fut.result()
+                records = fut.result()
+            except BrokenProcessPool:
+                broken = True
+                continue
+            for rec in records:
+                done.add(rec["key"])
+                yield rec
+        if not broken:
+            return
+        fresh_needed = True
+        for t in tasks:
+            if t["key"] in done:
+                continue
+            if fresh_needed:
+                ex.shutdown(wait=False, cancel_futures=True)
+                _terminate_workers(ex)
+                ex, fresh_needed = _new_pool(1), False
+            try:
+                yield from ex.submit(run_chunk, [t]).result()
             except BrokenProcessPool as exc:
-                for t in futures[fut]:
-                    yield _crashed(t, f"worker process died: {exc}")
+                yield _crashed(t, f"worker process died while running this point: {exc}")
+                fresh_needed = True
     finally:
         ex.shutdown(wait=False, cancel_futures=True)
         _terminate_workers(ex)

@@ -2,12 +2,14 @@
 
 It models no hardware. Each point computes a few deterministic numbers from its inputs
 (so interrupted and uninterrupted sweeps can be compared exactly), can sleep to make a
-sweep slow enough to interrupt, and can fail on purpose to test error recording.
+sweep slow enough to interrupt, and can fail or kill its worker process on purpose to
+test error recording.
 A toy roofline (1 TFLOP/s peak, 1 GB/s bandwidth) gives figures something to place.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -27,12 +29,15 @@ class SyntheticPoint(Spec):
     label: str = "a"
     sleep_s: NonNegFloat = 0.0  # seconds each point sleeps before returning
     fail: bool = False  # raise instead of returning
+    crash: bool = False  # kill the worker process (os._exit) instead of returning
     seed: int = Field(default=0, strict=True)
 
 
 def run_point(cfg: SyntheticPoint) -> dict:
     if cfg.sleep_s:
         time.sleep(cfg.sleep_s)
+    if cfg.crash:
+        os._exit(3)
     if cfg.fail:
         raise RuntimeError(f"synthetic point failed on purpose (x={cfg.x}, y={cfg.y})")
     rng = random.Random(f"{cfg.seed}/{cfg.x}/{cfg.y}/{cfg.label}")
