@@ -30,6 +30,17 @@ class GpuConfig(Spec):
     efficiency: dict[str, float] = Field(default_factory=dict)
     efficiency_provenance: str = "datasheet defaults, not calibrated"
     max_bandwidth_fraction: Fraction = 0.9
+    #: candidate CTA tiles (rows x cols of C) that the GEMM library chooses among; the
+    #: defaults are the CUTLASS 3 / cuBLAS SM90 tile shapes for 16-bit operands
+    gemm_tiles: tuple[tuple[PosInt, PosInt], ...] = (
+        (64, 64), (64, 128), (64, 256), (128, 64), (128, 128), (128, 256), (256, 128),
+    )  # fmt: skip
+    #: add FlashDecoding++'s flat-GEMM tiles (M padded to 8 instead of 64) to the candidates
+    flat_gemm: bool = False
+    #: math used for fp32 convolutions (PyTorch enables TF32 for cuDNN by default) and for
+    #: fp32 matmuls (PyTorch disables TF32 for matmuls by default)
+    conv_fp32_math: Literal["tf32", "fp32"] = "tf32"
+    matmul_fp32_math: Literal["tf32", "fp32"] = "fp32"
 
     def peak_flops(self, dtype: str) -> float:
         t = self.tensor_tflops.get(dtype) or self.cuda_core_tflops.get(dtype)

@@ -1,0 +1,355 @@
+"""GPU model: tensor-core GEMM tiles and waves, the memory hierarchy, attention kernels,
+element-wise kernels and convolution algorithms.
+
+Not a roofline alone. A GEMM is costed the way cuBLAS/CUTLASS run it:
+
+* the library picks a CTA tile (``GpuConfig.gemm_tiles``); the tile pads M and N up to
+  whole tiles, so the MMA work is that of the padded problem;
+* CTAs run in waves over the SMs (``ceil(ctas / (SMs x CTAs-per-SM))``: a problem of 133
+  tiles on 132 SMs takes two waves); CTAs-per-SM follow from the tile's shared memory;
+* flat problems (fewer tiles than SMs) split K across CTAs (split-K), paying a partial-sum
+  write and read;
+* each CTA's main loop reaches a fraction of the SM's peak that grows with the tile
+  (``tile_eff = tm*tn / (tm*tn + tile_alpha*(tm + tn))``: operand loads per MMA);
+* DRAM traffic is the compulsory traffic (operands re-read by other tiles hit L2, as
+  with swizzled rasterisation) at an achieved fraction of the bandwidth; L2-to-SM traffic
+  (each tile reads its A and B panels) is bounded by the L2 bandwidth;
+* time = max(compute, DRAM, L2) + a fixed per-kernel time; the tile with the least time
+  is the one the library's heuristic is assumed to choose.
+
+Attention is FlashAttention-style for prefill (CTAs of 128 queries, causal imbalance,
+waves) and flash-decoding-style for decode (KV streamed once; a serial per-token latency
+along each CTA's KV range). Element-wise kernels stream their bytes. Convolutions are in
+:mod:`neupims.devices.gpu_conv` (a registry of algorithms).
+
+Every efficiency constant is named in the config's ``efficiency`` dict; :data:`DEFAULTS`
+holds the starting values used before ``neupims calibrate`` fits them to measurements.
+Units: seconds, bytes, FLOPs (2 per multiply-add).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from neupims.devices.base import Cost, DeviceModel, register_device
+from neupims.ops import (
+    ELEMENTWISE_KINDS,
+    Attention,
+    Conv2d,
+    Elementwise,
+    Gemm,
+    Op,
+    Pool2d,
+    QuantGemm,
+    dtype_bytes,
+)
+
+#: Starting values of the named efficiency constants (dimensionless fractions unless the
+#: name says otherwise). They are rough first guesses, replaced by ``neupims calibrate``;
+#: the calibrated values live in each hardware YAML with their provenance.
+DEFAULTS: dict[str, float] = {
+    # GEMM
+    "tc_eff": 0.9,  # tensor-core main-loop fraction of peak for an ideal (infinite) tile
+    "simt_eff": 0.7,  # CUDA-core (SIMT) GEMM fraction of the FP32/FP16 SIMT peak
+    "tile_alpha": 16.0,  # elements; tile efficiency tm*tn / (tm*tn + alpha*(tm+tn))
+    "dram_eff": 0.85,  # achieved fraction of HBM bandwidth by streaming GEMM operands
+    "gemm_fixed_us": 8.0,  # per-GEMM fixed time: launch, prologue, pipeline fill, epilogue
+    "l2_multicast": 2.0,  # A/B panel loads shared by a CTA cluster (TMA multicast)
+    # attention
+    "attn_tc_eff": 0.6,  # FlashAttention main loop (QK^T, softmax, PV) fraction of peak
+    "attn_fixed_us": 8.0,
+    "attn_dram_eff": 0.93,  # decode: achieved fraction of HBM bandwidth streaming the KV
+    "attn_token_ns": 3.5,  # decode: serial latency per KV token along one CTA's range
+    # element-wise
+    "ew_fixed_us": 4.0,  # launch + one tail of a streaming kernel
+    "ew_rowwise_fixed_us": 8.0,  # extra for row-wise reductions (layernorm, softmax)
+    "ew_bw_eff": 0.9,
+    "ew_bw_eff_layernorm": 0.6,
+    "ew_bw_eff_softmax": 0.35,
+    # convolution
+    "conv_tc_eff": 0.7,  # cuDNN implicit GEMM relative to a plain GEMM of the same view
+    "conv_simt_eff": 0.4,  # cuDNN's CUDA-core fallback (channels not a multiple of 8/4)
+    "conv_layout_passes": 2.0,  # NCHW<->NHWC traffic, in passes over input + output
+    "unfold_bw_eff": 0.5,  # PyTorch unfold (im2col) kernel, fraction of HBM bandwidth
+    "unfold_fixed_us": 4.0,  # per-image im2col kernel fixed time (one launch per image)
+    "window_bw_eff": 0.8,  # Im2win window copy (a strided copy), fraction of HBM bandwidth
+    "direct_eff": 0.05,  # naive direct convolution, fraction of the FP32 SIMT peak
+    "direct_rs0": 3.4,  # direct conv: rate grows as R*S / (R*S + rs0) (inner-loop length)
+    # Im2win kernel (Lu et al., Euro-Par 2023): not measured here. Its FP32 kernel reached
+    # a median of 8.9 TFLOPS over the paper's 12 layers (KERNELS.md section 1.2) on an
+    # A100-class card (19.5 TFLOPS FP32): 8.9 / 19.5 = 0.46.
+    "im2win_eff": 0.46,
+    # weight-only quantised GEMM (dequantise in registers, then MMA)
+    "quant_tc_eff": 0.05,  # fraction of the 16-bit tensor peak at large M
+    "quant_fixed_us": 6.0,
+    # end to end: host time to dispatch one op (eager PyTorch), and the fixed time each
+    # kernel hides behind the previous one when ops run back to back on a stream
+    "host_op_us": 15.0,
+    "stream_overlap_us": 3.0,
+}
+
+#: Row-wise element-wise kinds (one CTA reduces a row): extra fixed latency.
+ROWWISE = frozenset({"layernorm", "rmsnorm", "softmax"})
+
+#: Decode attention: queries per (batch, head) at or below this use the streaming path.
+DECODE_MAX_Q = 16
+
+#: Flash attention block sizes (FlashAttention-2 forward on SM80/SM90: 128 x 128 for
+#: head_dim 128; Dao, FlashAttention-2, 2023, section 3.3).
+ATTN_BLOCK_Q = 128
+
+#: Software pipeline depth of the GEMM main loop (CUTLASS SM90 default: 4+ stages) and
+#: the K-step per stage: 64 elements of 16-bit operands = 128 B rows.
+GEMM_STAGES = 4
+GEMM_TILE_K_BYTES = 128
+
+#: FlashDecoding++ flat-GEMM tiles: M padded to 8 (MMA granularity), N tiles of 64..256.
+FLAT_TILES = ((8, 64), (8, 128), (8, 256))
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    latency_s: float
+    tile: tuple[int, int]
+    split_k: int
+    waves: int
+    ctas: int
+    t_compute: float
+    t_dram: float
+    t_l2: float
+    dram_bytes: float
+    useful_fraction: float  # real MMA work / padded MMA work
+
+    @property
+    def bound(self) -> str:
+        parts = {"compute": self.t_compute, "memory": self.t_dram, "l2": self.t_l2}
+        return max(parts, key=parts.get)
+
+
+class GpuModel(DeviceModel):
+    name = "gpu"
+    kinds = ("gpu",)
+
+    def __init__(self, hw):
+        super().__init__(hw)
+        self.eff = {**DEFAULTS, "launch_us": hw.launch_overhead_us, **hw.efficiency}
+        self.bw = hw.hbm_bandwidth_gbps * 1e9
+        self.l2_bw = hw.l2_bandwidth_gbps * 1e9
+
+    # ------------------------------------------------------------------ peaks
+    def math_of(self, dtype: str, *, conv: bool = False) -> tuple[str, float]:
+        """(unit, peak FLOP/s) for operands of ``dtype``: ``tensor`` or ``simt``."""
+        hw = self.hw
+        if dtype == "fp32":
+            mode = hw.conv_fp32_math if conv else hw.matmul_fp32_math
+            if mode == "tf32" and "tf32" in hw.tensor_tflops:
+                return "tensor", hw.tensor_tflops["tf32"] * 1e12
+            return "simt", hw.cuda_core_tflops["fp32"] * 1e12
+        if dtype in hw.tensor_tflops:
+            return "tensor", hw.tensor_tflops[dtype] * 1e12
+        return "simt", hw.peak_flops(dtype)
+
+    def tile_eff(self, tm: int, tn: int) -> float:
+        a = self.eff["tile_alpha"]
+        return tm * tn / (tm * tn + a * (tm + tn))
+
+    # ------------------------------------------------------------------ GEMM
+    def gemm_plan(
+        self,
+        m: int,
+        n: int,
+        k: int,
+        batch: int,
+        dtype: str,
+        *,
+        unit: str | None = None,
+        peak: float | None = None,
+        eff_scale: float = 1.0,
+        extra_bytes: float = 0.0,
+        tiles: tuple[tuple[int, int], ...] | None = None,
+        weight_bytes: float | None = None,
+    ) -> GemmPlan:
+        """Best tile plan for ``batch`` GEMMs C[m,n] = A[m,k] B[k,n] of ``dtype``.
+
+        ``unit``/``peak`` override the math unit (convolutions use TF32 for fp32);
+        ``eff_scale`` scales the main-loop efficiency (implicit-GEMM gathers);
+        ``extra_bytes`` adds DRAM traffic (layout transforms, workspaces);
+        ``weight_bytes`` replaces the B-operand bytes (quantised weights).
+        """
+        hw, e = self.hw, self.eff
+        if unit is None:
+            unit, peak = self.math_of(dtype)
+        b = dtype_bytes(dtype)
+        sms = hw.sms
+        base_eff = (e["tc_eff"] if unit == "tensor" else e["simt_eff"]) * eff_scale
+        rate_sm = peak / sms * base_eff
+        a_bytes = m * k * b
+        b_bytes = k * n * b if weight_bytes is None else weight_bytes
+        c_bytes = m * n * b
+        cands = tiles or hw.gemm_tiles
+        if tiles is None and hw.flat_gemm and unit == "tensor":
+            cands = (*cands, *FLAT_TILES)
+        tile_k = max(8, int(GEMM_TILE_K_BYTES / b))
+        best: GemmPlan | None = None
+        for tm, tn in cands:
+            n_tiles = math.ceil(m / tm) * math.ceil(n / tn) * batch
+            smem = GEMM_STAGES * (tm + tn) * tile_k * b
+            per_sm = max(1, min(4, int(hw.smem_per_sm_bytes // smem)))
+            slots = sms * per_sm
+            split = 1
+            if n_tiles < slots:
+                split = max(1, min(slots // n_tiles, math.ceil(k / (4 * tile_k))))
+            ctas = n_tiles * split
+            waves = math.ceil(ctas / slots)
+            k_cta = math.ceil(math.ceil(k / split) / tile_k) * tile_k
+            cta_flops = 2.0 * tm * tn * k_cta
+            t_compute = waves * cta_flops / (rate_sm * self.tile_eff(tm, tn) / per_sm)
+            partial = (split - 1) * 2.0 * m * n * 4 * batch if split > 1 else 0.0
+            dram = batch * (a_bytes + b_bytes + c_bytes) + partial + extra_bytes
+            t_dram = dram / (e["dram_eff"] * self.bw)
+            l2 = batch * (a_bytes * math.ceil(n / tn) + b_bytes * math.ceil(m / tm))
+            t_l2 = l2 / e["l2_multicast"] / self.l2_bw
+            t = max(t_compute, t_dram, t_l2)
+            if best is None or t < best.latency_s:
+                useful = (m * n * k * batch) / (n_tiles * tm * tn * k_cta * split)
+                best = GemmPlan(t, (tm, tn), split, waves, ctas, t_compute, t_dram, t_l2,
+                                dram, useful)  # fmt: skip
+        assert best is not None
+        fixed = e["gemm_fixed_us"] * 1e-6
+        return GemmPlan(best.latency_s + fixed, *[getattr(best, f) for f in (
+            "tile", "split_k", "waves", "ctas", "t_compute", "t_dram", "t_l2", "dram_bytes",
+            "useful_fraction")])  # fmt: skip
+
+    def _gemm(self, op: Gemm) -> Cost:
+        p = self.gemm_plan(op.m, op.n, op.k, op.batch, op.dtype)
+        return Cost(
+            latency_s=p.latency_s,
+            flops=op.flops,
+            bytes=p.dram_bytes,
+            footprint_bytes=float(op.min_bytes),
+            bound=p.bound,
+            model=self.name,
+            detail=(
+                ("tile", f"{p.tile[0]}x{p.tile[1]}"),
+                ("split_k", p.split_k),
+                ("waves", p.waves),
+                ("ctas", p.ctas),
+                ("useful_mma_fraction", round(p.useful_fraction, 4)),
+                ("achieved_tflops", op.flops / p.latency_s / 1e12),
+            ),
+        )
+
+    def _quant_gemm(self, op: QuantGemm) -> Cost:
+        """Weight-only quantised GEMM: weights stream at wbits (+ one fp16 scale per group)
+        and are dequantised in registers before 16-bit MMA (FineQuant, KERNELS.md s.3)."""
+        e = self.eff
+        _, peak = self.math_of(op.dtype)
+        b = dtype_bytes(op.dtype)
+        dram = op.weight_bytes + (op.m * op.k + op.m * op.n) * b
+        t_mem = dram / (e["dram_eff"] * self.bw)
+        t_compute = op.flops / (peak * e["quant_tc_eff"])
+        t = max(t_mem, t_compute) + e["quant_fixed_us"] * 1e-6
+        return Cost(
+            latency_s=t,
+            flops=op.flops,
+            bytes=dram,
+            footprint_bytes=float(op.min_bytes),
+            bound="memory" if t_mem >= t_compute else "compute",
+            model=self.name,
+            detail=(
+                ("speedup_vs_fp16_bytes", (op.n * op.k * b) / op.weight_bytes),
+                ("achieved_tflops", op.flops / t / 1e12),
+            ),
+        )
+
+    # ------------------------------------------------------------------ attention
+    def _attention(self, op: Attention) -> Cost:
+        e = self.eff
+        b = dtype_bytes(op.dtype)
+        kv = op.kv_bytes
+        qo = 2.0 * op.batch * op.heads * op.q_len * op.head_dim * b
+        dram = kv + qo
+        if op.q_len <= DECODE_MAX_Q:
+            t_mem = dram / (e["attn_dram_eff"] * self.bw)
+            t_serial = op.kv_len * e["attn_token_ns"] * 1e-9
+            t = e["attn_fixed_us"] * 1e-6 + t_mem + t_serial
+            path, bound = "flash_decoding", "memory"
+        else:
+            _, peak = self.math_of(op.dtype)
+            rate_sm = peak / self.hw.sms * e["attn_tc_eff"]
+            q_blocks = math.ceil(op.q_len / ATTN_BLOCK_Q)
+            ctas = op.batch * op.heads * q_blocks
+            # the longest CTA: the last query block sees every key (causal) or all keys
+            longest = 4.0 * op.head_dim * ATTN_BLOCK_Q * op.kv_len
+            total = op.flops
+            t_compute = max(total / (min(ctas, self.hw.sms) * rate_sm), longest / rate_sm)
+            t_mem = dram / (e["dram_eff"] * self.bw)
+            t = e["attn_fixed_us"] * 1e-6 + max(t_compute, t_mem)
+            path = "flash_attention"
+            bound = "compute" if t_compute >= t_mem else "memory"
+        return Cost(
+            latency_s=t,
+            flops=op.flops,
+            bytes=dram,
+            footprint_bytes=float(op.min_bytes),
+            bound=bound,
+            model=self.name,
+            detail=(("kernel", path), ("achieved_tflops", op.flops / t / 1e12)),
+        )
+
+    # ------------------------------------------------------------------ element-wise
+    def stream_time(self, nbytes: float, *, bw_eff: float | None = None) -> float:
+        """A streaming (copy-like) kernel moving ``nbytes`` through HBM."""
+        eff = self.eff["ew_bw_eff"] if bw_eff is None else bw_eff
+        return self.eff["ew_fixed_us"] * 1e-6 + nbytes / (eff * self.bw)
+
+    def _elementwise(self, op: Elementwise) -> Cost:
+        e = self.eff
+        bw_eff = e.get(f"ew_bw_eff_{op.kind}", e["ew_bw_eff"])
+        t = self.stream_time(op.min_bytes, bw_eff=bw_eff)
+        if op.kind in ROWWISE:
+            t += e["ew_rowwise_fixed_us"] * 1e-6
+        return Cost(
+            latency_s=t,
+            flops=op.flops,
+            bytes=float(op.min_bytes),
+            footprint_bytes=float(op.min_bytes),
+            bound="memory",
+            model=self.name,
+            detail=(("achieved_gbps", op.min_bytes / t / 1e9),),
+        )
+
+    def _pool(self, op: Pool2d) -> Cost:
+        t = self.stream_time(op.min_bytes)
+        return Cost(t, op.flops, float(op.min_bytes), float(op.min_bytes), "memory", self.name)
+
+    # ------------------------------------------------------------------ dispatch
+    def _estimate(self, op: Op) -> Cost:
+        if isinstance(op, Gemm):
+            return self._gemm(op)
+        if isinstance(op, Attention):
+            return self._attention(op)
+        if isinstance(op, Elementwise):
+            return self._elementwise(op)
+        if isinstance(op, Conv2d):
+            from neupims.devices.gpu_conv import conv_cost
+
+            return conv_cost(self, op)
+        if isinstance(op, QuantGemm):
+            return self._quant_gemm(op)
+        if isinstance(op, Pool2d):
+            return self._pool(op)
+        # other ops (SpMM, LUT GEMM): a roofline at the achieved fractions
+        unit, peak = self.math_of(getattr(op, "dtype", "fp16"))
+        eff = self.eff["tc_eff"] if unit == "tensor" else self.eff["simt_eff"]
+        t_c = op.flops / (peak * eff)
+        t_m = op.min_bytes / (self.eff["dram_eff"] * self.bw)
+        t = max(t_c, t_m) + self.eff["launch_us"] * 1e-6
+        bound = "compute" if t_c >= t_m else "memory"
+        return Cost(t, op.flops, float(op.min_bytes), float(op.min_bytes), bound, self.name)
+
+
+assert set(ROWWISE) <= set(ELEMENTWISE_KINDS)
+
+register_device(GpuModel)

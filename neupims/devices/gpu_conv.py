@@ -1,0 +1,190 @@
+"""Convolution algorithms on the GPU model: a registry keyed by the trace's ``algo`` name.
+
+Each algorithm returns a :class:`ConvPlan`: time, DRAM bytes, workspace (device memory
+beyond input, filter and output) and details. ``auto`` is the fastest of the algorithms
+cuDNN itself offers (implicit GEMM, im2col + GEMM, direct), as ``cudnn.benchmark`` picks;
+``im2win`` is not in cuDNN and is only chosen when asked for.
+
+Layouts are NCHW, as in PyTorch and the Im2win paper (KERNELS.md section 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from neupims.devices.base import Cost
+from neupims.ops import Conv2d, dtype_bytes
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    latency_s: float
+    dram_bytes: float
+    workspace_bytes: float
+    bound: str
+    detail: tuple[tuple[str, object], ...] = ()
+
+
+ConvAlgo = Callable[["object", Conv2d], ConvPlan]
+CONV_ALGOS: dict[str, ConvAlgo] = {}
+#: the algorithms cuDNN offers, among which ``auto`` picks the fastest
+CUDNN_FAMILY = ("implicit_gemm", "im2col", "direct")
+
+
+def register_conv(name: str):
+    def deco(fn: ConvAlgo) -> ConvAlgo:
+        CONV_ALGOS[name] = fn
+        return fn
+
+    return deco
+
+
+def _io_bytes(op: Conv2d) -> tuple[float, float, float]:
+    b = dtype_bytes(op.dtype)
+    return op.input_elems * b, op.filter_elems * b, op.output_elems * b
+
+
+def channel_align(dtype: str) -> int:
+    """Channel multiple that tensor-core convolution kernels need: 8 for 16-bit operands
+    (one 16-byte vector), 4 for TF32 (cuDNN developer guide, "Tensor Core requirements")."""
+    return 8 if dtype_bytes(dtype) == 2 else 4
+
+
+@register_conv("implicit_gemm")
+def implicit_gemm(model, op: Conv2d) -> ConvPlan:
+    """cuDNN implicit GEMM: M = N*Ho*Wo, N = K, K = C*R*S gathered on the fly.
+
+    Tensor cores need C a multiple of ``channel_align``; otherwise cuDNN runs a CUDA-core
+    kernel (``conv_simt_eff`` of the FP32 SIMT peak; measured: 3-channel stems run at the
+    same speed in FP16 and FP32). Non-1x1 NCHW convolutions transform the input and output
+    to NHWC: a workspace of input + output size (measured: cuDNN's extra memory is about
+    that), moved ``conv_layout_passes`` times. A 1x1 stride-1 convolution in NCHW is a
+    batched GEMM [K, C] x [C, H*W] over the images.
+    """
+    e = model.eff
+    inp, flt, out = _io_bytes(op)
+    m, n, _ = op.gemm_mnk
+    pointwise = op.r == 1 and op.s == 1 and op.stride == 1 and op.pad == 0
+    workspace = 0.0 if pointwise else inp + out
+    layout_traffic = e["conv_layout_passes"] * workspace
+    align = channel_align(op.dtype)
+    if op.c % align:
+        peak = model.hw.cuda_core_tflops["fp32"] * 1e12
+        t_c = op.flops / (peak * e["conv_simt_eff"])
+        dram = inp + flt + out + layout_traffic
+        t_m = dram / (e["dram_eff"] * model.bw)
+        t = max(t_c, t_m) + e["gemm_fixed_us"] * 1e-6
+        bound = "compute" if t_c >= t_m else "memory"
+        return ConvPlan(t, dram, workspace, bound, (("kernel", "cudnn_simt"),))
+    unit, peak = model.math_of(op.dtype, conv=True)
+    if pointwise:
+        # NCHW 1x1: per image, [K, C] x [C, H*W] -- a batched GEMM over the images
+        p = model.gemm_plan(op.kout, op.ho * op.wo, op.c, op.batch, op.dtype, unit=unit,
+                            peak=peak, eff_scale=e["conv_tc_eff"])  # fmt: skip
+    else:
+        p = model.gemm_plan(m, n, op.c * op.r * op.s, 1, op.dtype, unit=unit, peak=peak,
+                            eff_scale=e["conv_tc_eff"], extra_bytes=layout_traffic)  # fmt: skip
+    detail = (("kernel", f"cudnn_{unit}"), ("tile", f"{p.tile[0]}x{p.tile[1]}"),
+              ("waves", p.waves), ("split_k", p.split_k))  # fmt: skip
+    return ConvPlan(p.latency_s, p.dram_bytes, workspace, p.bound, detail)
+
+
+@register_conv("im2col")
+def im2col(model, op: Conv2d) -> ConvPlan:
+    """im2col + GEMM (PyTorch ``F.unfold`` then ``matmul``): unfold reads the input and
+    writes the [N, C*R*S, Ho*Wo] workspace with one kernel per image (``unfold_fixed_us``
+    each, plus bytes at ``unfold_bw_eff``); a batched GEMM (batch N) multiplies
+    the [K, C*R*S] filter by it. FP32 GEMMs use the matmul math (no TF32 by default)."""
+    e = model.eff
+    b = dtype_bytes(op.dtype)
+    inp, flt, out = _io_bytes(op)
+    col = op.im2col_elems * b
+    # PyTorch's CUDA unfold launches one im2col kernel per image
+    per_image = (inp + col) / op.batch
+    t_unfold = op.batch * (e["unfold_fixed_us"] * 1e-6
+                           + per_image / (e["unfold_bw_eff"] * model.bw))  # fmt: skip
+    # A = filter [K, C*R*S] (broadcast over the batch), B = columns, C = output
+    p = model.gemm_plan(op.kout, op.ho * op.wo, op.c * op.r * op.s, op.batch, op.dtype)
+    dram = inp + col + p.dram_bytes
+    t = t_unfold + p.latency_s
+    detail = (("unfold_s", t_unfold), ("gemm_s", p.latency_s),
+              ("tile", f"{p.tile[0]}x{p.tile[1]}"))  # fmt: skip
+    return ConvPlan(t, dram, col, "memory" if t_unfold > p.latency_s else p.bound, detail)
+
+
+def im2win_window_bytes(op: Conv2d) -> float:
+    """Bytes of the window tensor Win[N][C][Ho][W*R]; zero when it is the input itself
+    (R = 1, stride 1, no padding: each output row owns exactly one input row)."""
+    if op.r == 1 and op.stride == 1 and op.pad == 0:
+        return 0.0
+    return op.im2win_elems * dtype_bytes(op.dtype)
+
+
+@register_conv("im2win")
+def im2win(model, op: Conv2d) -> ConvPlan:
+    """Im2win (Lu et al., Euro-Par 2023; KERNELS.md section 1): a copy kernel writes the
+    window tensor, then an implicit GEMM over it with 128x128 CTA tiles on CUDA cores
+    (the paper's kernel is FP32 SIMT). Channels below 8 are zero-padded to 8, as the
+    paper's GPU code does. ``im2win_eff`` comes from the paper, not from measurement."""
+    e = model.eff
+    inp, flt, out = _io_bytes(op)
+    win = im2win_window_bytes(op)
+    t_win = model.stream_time(inp + win, bw_eff=e["window_bw_eff"]) if win else 0.0
+    c_pad = max(op.c, 8)
+    peak = model.hw.cuda_core_tflops.get(op.dtype, model.hw.cuda_core_tflops["fp32"]) * 1e12
+    m, n = op.kout, op.batch * op.ho * op.wo
+    k = c_pad * op.r * op.s
+    tiles = math.ceil(m / 128) * math.ceil(n / 128)
+    waves = math.ceil(tiles / model.hw.sms)
+    t_c = waves * 2.0 * 128 * 128 * k / (peak / model.hw.sms * e["im2win_eff"])
+    dram = (win or inp) + flt + out
+    t_m = dram / (e["dram_eff"] * model.bw)
+    t_kernel = max(t_c, t_m) + e["gemm_fixed_us"] * 1e-6
+    detail = (("transform_s", t_win), ("kernel_s", t_kernel), ("waves", waves))
+    bound = "compute" if t_c >= t_m else "memory"
+    return ConvPlan(t_win + t_kernel, dram + (inp if win else 0.0), win, bound, detail)
+
+
+@register_conv("direct")
+def direct(model, op: Conv2d) -> ConvPlan:
+    """Naive direct convolution: one thread per output element loops over C, R, S. Its
+    rate is ``direct_eff`` of the FP32 SIMT peak, growing with the inner-loop length
+    R*S as R*S / (R*S + direct_rs0) (loop overhead per filter row)."""
+    e = model.eff
+    inp, flt, out = _io_bytes(op)
+    rs = op.r * op.s
+    peak = model.hw.cuda_core_tflops["fp32"] * 1e12
+    rate = peak * e["direct_eff"] * rs / (rs + e["direct_rs0"])
+    t_c = op.flops / rate
+    dram = inp + flt + out
+    t = max(t_c, dram / (e["dram_eff"] * model.bw)) + e["launch_us"] * 1e-6
+    return ConvPlan(t, dram, 0.0, "compute", (("kernel", "naive_direct"),))
+
+
+def conv_plan(model, op: Conv2d) -> tuple[str, ConvPlan]:
+    if op.algo == "auto":
+        plans = {a: CONV_ALGOS[a](model, op) for a in CUDNN_FAMILY}
+        best = min(plans, key=lambda a: plans[a].latency_s)
+        return best, plans[best]
+    return op.algo, CONV_ALGOS[op.algo](model, op)
+
+
+def conv_cost(model, op: Conv2d) -> Cost:
+    algo, p = conv_plan(model, op)
+    inp, flt, out = _io_bytes(op)
+    return Cost(
+        latency_s=p.latency_s,
+        flops=op.flops,
+        bytes=p.dram_bytes,
+        footprint_bytes=inp + flt + out + p.workspace_bytes,
+        bound=p.bound,
+        model=model.name,
+        detail=(
+            ("algo_used", algo),
+            ("workspace_bytes", p.workspace_bytes),
+            ("achieved_tflops", op.flops / p.latency_s / 1e12),
+            *p.detail,
+        ),
+    )
