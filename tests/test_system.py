@@ -133,6 +133,19 @@ def test_blocked_vs_dual_ordering():
     assert t[True] < t[False]
 
 
+def test_adaptive_sbi_picks_the_faster_timeline():
+    seq, ch = synthetic_batch(256)
+    seq = np.minimum(seq, 60)  # short contexts: NPU-bound, SBI only adds weight traffic
+    t = {}
+    for name, kw in (("on", {}), ("off", {"sbi": False}), ("adaptive", {"sbi_policy": "adaptive"})):
+        ctx = make_ctx(get_system("neupims", sbi_min_batch=0, **kw), "gpt3-13b", 4, layers=2)
+        t[name] = simulate_iteration(ctx, seq, ch)
+    assert t["adaptive"].iteration_cycles == min(
+        t["on"].iteration_cycles, t["off"].iteration_cycles
+    )
+    assert t["off"].iteration_cycles < t["on"].iteration_cycles and not t["adaptive"].sbi
+
+
 @needs_ref
 def test_system_ordering_on_reference_snapshot():
     seq, ch = snapshot(CLB)

@@ -28,6 +28,10 @@ class SystemSpec(Spec):
     placement: str = "round_robin"  # a policy of neupims.systems.placement.POLICIES
     sbi: bool = False  # sub-batch interleaving (NEUPIMS.md section 10)
     sbi_min_batch: NonNegInt = 0  # SBI only for batch >= this (artifact README: 256)
+    # "threshold": SBI whenever sbi and batch >= sbi_min_batch (the artifact's rule);
+    # "adaptive": each iteration runs whichever of SBI / no SBI its timeline predicts faster
+    # (our extension: the scheduler already predicts both stage costs)
+    sbi_policy: Literal["threshold", "adaptive"] = "threshold"
     lm_head: bool = True  # include the LM-head GEMM of the last pipeline stage
 
     def uses_sbi(self, batch: int) -> bool:

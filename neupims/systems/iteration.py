@@ -405,6 +405,17 @@ def simulate_iteration(
         raise ConfigError(f"ch_idx must lie in [0, {nch - 1}], got {ch_idx.min()}..{ch_idx.max()}")
     b = len(seq_lens)
     sbi = ctx.system.uses_sbi(b) and ctx.system.attention == "pim"
+    if sbi and ctx.system.sbi_policy == "adaptive":
+        kw = {"record": record, "periodic": periodic}
+        with_sbi = _simulate(ctx, seq_lens, ch_idx, True, **kw)
+        without = _simulate(ctx, seq_lens, ch_idx, False, **kw)
+        return with_sbi if with_sbi.iteration_cycles <= without.iteration_cycles else without
+    return _simulate(ctx, seq_lens, ch_idx, sbi, record=record, periodic=periodic)
+
+
+def _simulate(ctx: Ctx, seq_lens, ch_idx, sbi: bool, *, record: bool, periodic: bool):
+    nch = ctx.mem.organization.channels
+    b = len(seq_lens)
     if sbi:
         part = partition(ch_idx, nch)
         groups = [part == 0, part == 1]
