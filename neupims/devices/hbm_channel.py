@@ -380,6 +380,9 @@ class Controller:
         B = ch.B
         G = ch.G
         reqs = list(requests)
+        pim = list(pim)
+        if pim and not self.mem.pim.enabled:
+            raise NeupimsError(f"memory config {self.mem.name!r}: pim.enabled is false")
         n = len(reqs)
         status = [0] * n  # 0 hit, 1 miss, 2 conflict
         queues: list[list[int]] = [[] for _ in range(nb)]
