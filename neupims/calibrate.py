@@ -18,6 +18,7 @@ stay positive. NumPy only.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import zlib
 from collections import Counter
@@ -52,7 +53,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "direct_rs0",
     ),
     "quant": ("quant_tc_eff", "quant_fixed_us"),
-    "e2e_graph": ("stream_overlap_us",),
+    "e2e_graph": ("stream_overlap_us", "sustained_slowdown"),
     "e2e_eager": ("host_op_us",),
 }
 
@@ -64,6 +65,8 @@ EXCLUDED_IMPLS = {
 }
 
 HOLDOUT_MOD = 3  # one sample in three is held out
+#: every constant is fitted as log(value) within [1e-3, 1e4] (all are positive)
+LOG_BOUNDS = (math.log(1e-3), math.log(1e4))
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,8 @@ def _op_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
         group = "conv" if kind == "transform" else _group_of(row)
         out.append(Sample(key, group, kind, measured, op=op, mem_extra_bytes=float(mem),
                           label=f"{row.get('suite')}:{row.get('layer')}:{algo or op.name}",
-                          meta={"impl": row.get("impl", ""), "dtype": row.get("dtype", "")}))  # fmt: skip
+                          meta={"impl": row.get("impl", ""), "dtype": row.get("dtype", ""),
+                                "device": row.get("device", "")}))  # fmt: skip
     return out
 
 
@@ -165,7 +169,8 @@ def _e2e_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
         # the same step timed two ways: eager (host dispatch included) and replayed from a
         # CUDA graph (GPU time alone); both are predicted from the same trace
         out.append(Sample(key, "e2e_eager", "e2e", measured, ops=ops, n_ops=n, graph_s=graph,
-                          label=label + " eager", meta={"phase": phase}))  # fmt: skip
+                          label=label + " eager",
+                          meta={"phase": phase, "device": row.get("device", "")}))  # fmt: skip
         if graph > 0:
             out.append(Sample(key, "e2e_graph", "e2e_graph", graph, ops=ops, n_ops=n,
                               label=label + " graph", meta={"phase": phase}))  # fmt: skip
@@ -208,11 +213,11 @@ def predict_sample(model, s: Sample) -> float:
     if s.kind == "op":
         return model.estimate(s.op).latency_s
     if s.kind == "transform":
-        from neupims.devices.gpu_conv import im2win_window_bytes
+        from neupims.devices.gpu_conv import im2win_window_bytes, window_read_bytes
 
         op: Conv2d = s.op
-        inp = op.input_elems * dtype_bytes(op.dtype)
-        return model.stream_time(inp + im2win_window_bytes(op), bw_eff=model.eff["window_bw_eff"])
+        nbytes = window_read_bytes(op) + im2win_window_bytes(op)
+        return model.stream_time(nbytes, bw_eff=model.eff["window_bw_eff"])
     gpu = predict_gpu_only(model, s)
     if s.kind == "e2e_graph":
         return gpu
@@ -222,11 +227,15 @@ def predict_sample(model, s: Sample) -> float:
 def predict_gpu_only(model, s: Sample) -> float:
     """GPU time of a whole step: the ops back to back on one stream. Each op after the
     first hides ``stream_overlap_us`` of its fixed time (launch latency and prologue
-    overlap the previous kernel's tail), which isolated timings cannot show."""
+    overlap the previous kernel's tail), which isolated timings cannot show; compute-bound
+    ops run ``sustained_slowdown`` times slower than in isolation (tensor-core load
+    sustained for a whole step holds the GPU at its power limit, lowering its clock)."""
     overlap = model.eff["stream_overlap_us"] * 1e-6
+    slow = model.eff["sustained_slowdown"]
     total = 0.0
     for op, c in s.ops:
-        t = model.estimate(op).latency_s
+        cost = model.estimate(op)
+        t = cost.latency_s * (slow if cost.bound == "compute" else 1.0)
         total += c * max(t - overlap, 0.5 * t)
     return total
 
@@ -295,12 +304,18 @@ def calibrate(
         meas = np.log([s.measured_s for s in train])
 
         def resid(x, names=names, train=train, meas=meas):
-            trial = {**eff, **dict(zip(names, np.exp(x), strict=True))}
+            trial = {**eff, **dict(zip(names, np.exp(np.clip(x, *LOG_BOUNDS)), strict=True))}
             model = gpu_model(hw, trial)
             return np.log([predict_sample(model, s) for s in train]) - meas
 
-        x = levenberg_marquardt(resid, np.log([eff[n] for n in names]))
-        eff.update({n: float(f"{v:.5g}") for n, v in zip(names, np.exp(x), strict=True)})
+        x0 = np.log([eff[n] for n in names])
+        if len(names) == 1:  # one constant: a grid search also handles flat regions
+            grid = x0[0] + np.linspace(-3, 3, 121)
+            costs = [float(np.sum(resid(np.array([g])) ** 2)) for g in grid]
+            x0 = np.array([grid[int(np.argmin(costs))]])
+        x = levenberg_marquardt(resid, x0)
+        fitted = np.exp(np.clip(x, *LOG_BOUNDS))
+        eff.update({n: float(f"{v:.5g}") for n, v in zip(names, fitted, strict=True)})
     return FitResult(eff, n_fit)
 
 
@@ -370,8 +385,10 @@ def write_efficiency(path: str | Path, eff: dict[str, float], provenance: str) -
         kept.append(line)
     while kept and not kept[-1].strip():
         kept.pop()
-    kept.append(f"efficiency_provenance: {provenance!r}".replace("'", '"'))
+    kept.append(f"efficiency_provenance: {json.dumps(provenance)}")
     kept.append("efficiency:                  # fitted constants (see neupims/devices/gpu.py)")
-    for k in sorted(eff):
+    from neupims.devices.gpu import DEFAULTS
+
+    for k in sorted(set(eff) & set(DEFAULTS)):
         kept.append(f"  {k}: {eff[k]:.5g}")
     atomic_write_text(path, "\n".join(kept) + "\n")

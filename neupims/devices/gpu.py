@@ -87,6 +87,7 @@ DEFAULTS: dict[str, float] = {
     # kernel hides behind the previous one when ops run back to back on a stream
     "host_op_us": 15.0,
     "stream_overlap_us": 3.0,
+    "sustained_slowdown": 1.0,  # compute-bound ops in a whole step vs in isolation
 }
 
 #: Row-wise element-wise kinds (one CTA reduces a row): extra fixed latency.
@@ -169,13 +170,16 @@ class GpuModel(DeviceModel):
         extra_bytes: float = 0.0,
         tiles: tuple[tuple[int, int], ...] | None = None,
         weight_bytes: float | None = None,
+        a_dram_bytes: float | None = None,
     ) -> GemmPlan:
         """Best tile plan for ``batch`` GEMMs C[m,n] = A[m,k] B[k,n] of ``dtype``.
 
         ``unit``/``peak`` override the math unit (convolutions use TF32 for fp32);
         ``eff_scale`` scales the main-loop efficiency (implicit-GEMM gathers);
         ``extra_bytes`` adds DRAM traffic (layout transforms, workspaces);
-        ``weight_bytes`` replaces the B-operand bytes (quantised weights).
+        ``weight_bytes`` replaces the B-operand bytes (quantised weights);
+        ``a_dram_bytes`` replaces the A operand's DRAM bytes (an implicit GEMM gathers its
+        virtual A from a smaller tensor; its L2-to-SM panel traffic is unchanged).
         """
         hw, e = self.hw, self.eff
         if unit is None:
@@ -206,7 +210,8 @@ class GpuModel(DeviceModel):
             cta_flops = 2.0 * tm * tn * k_cta
             t_compute = waves * cta_flops / (rate_sm * self.tile_eff(tm, tn) / per_sm)
             partial = (split - 1) * 2.0 * m * n * 4 * batch if split > 1 else 0.0
-            dram = batch * (a_bytes + b_bytes + c_bytes) + partial + extra_bytes
+            a_dram = a_bytes if a_dram_bytes is None else a_dram_bytes
+            dram = batch * (a_dram + b_bytes + c_bytes) + partial + extra_bytes
             t_dram = dram / (e["dram_eff"] * self.bw)
             l2 = batch * (a_bytes * math.ceil(n / tn) + b_bytes * math.ceil(m / tm))
             t_l2 = l2 / e["l2_multicast"] / self.l2_bw

@@ -81,11 +81,14 @@ def implicit_gemm(model, op: Conv2d) -> ConvPlan:
     unit, peak = model.math_of(op.dtype, conv=True)
     if pointwise:
         # NCHW 1x1: per image, [K, C] x [C, H*W] -- a batched GEMM over the images
+        # the filter (A) is shared by the images: its DRAM bytes are counted once
         p = model.gemm_plan(op.kout, op.ho * op.wo, op.c, op.batch, op.dtype, unit=unit,
-                            peak=peak, eff_scale=e["conv_tc_eff"])  # fmt: skip
+                            peak=peak, eff_scale=e["conv_tc_eff"],
+                            a_dram_bytes=flt / op.batch)  # fmt: skip
     else:
         p = model.gemm_plan(m, n, op.c * op.r * op.s, 1, op.dtype, unit=unit, peak=peak,
-                            eff_scale=e["conv_tc_eff"], extra_bytes=layout_traffic)  # fmt: skip
+                            eff_scale=e["conv_tc_eff"], extra_bytes=layout_traffic,
+                            a_dram_bytes=inp)  # fmt: skip
     detail = (("kernel", f"cudnn_{unit}"), ("tile", f"{p.tile[0]}x{p.tile[1]}"),
               ("waves", p.waves), ("split_k", p.split_k))  # fmt: skip
     return ConvPlan(p.latency_s, p.dram_bytes, workspace, p.bound, detail)
@@ -106,7 +109,9 @@ def im2col(model, op: Conv2d) -> ConvPlan:
     t_unfold = op.batch * (e["unfold_fixed_us"] * 1e-6
                            + per_image / (e["unfold_bw_eff"] * model.bw))  # fmt: skip
     # A = filter [K, C*R*S] (broadcast over the batch), B = columns, C = output
-    p = model.gemm_plan(op.kout, op.ho * op.wo, op.c * op.r * op.s, op.batch, op.dtype)
+    # (the filter is shared by the images: its DRAM bytes are counted once)
+    p = model.gemm_plan(op.kout, op.ho * op.wo, op.c * op.r * op.s, op.batch, op.dtype,
+                        a_dram_bytes=flt / op.batch)  # fmt: skip
     dram = inp + col + p.dram_bytes
     t = t_unfold + p.latency_s
     detail = (("unfold_s", t_unfold), ("gemm_s", p.latency_s),
@@ -122,6 +127,14 @@ def im2win_window_bytes(op: Conv2d) -> float:
     return op.im2win_elems * dtype_bytes(op.dtype)
 
 
+def window_read_bytes(op: Conv2d) -> float:
+    """Input bytes the window copy reads: every input row that some window uses, once
+    (rows shared by overlapping windows come from L2); with R < stride some rows are
+    never used."""
+    inp = op.input_elems * dtype_bytes(op.dtype)
+    return inp * min(1.0, op.ho * op.r / (op.h + 2 * op.pad))
+
+
 @register_conv("im2win")
 def im2win(model, op: Conv2d) -> ConvPlan:
     """Im2win (Lu et al., Euro-Par 2023; KERNELS.md section 1): a copy kernel writes the
@@ -131,7 +144,9 @@ def im2win(model, op: Conv2d) -> ConvPlan:
     e = model.eff
     inp, flt, out = _io_bytes(op)
     win = im2win_window_bytes(op)
-    t_win = model.stream_time(inp + win, bw_eff=e["window_bw_eff"]) if win else 0.0
+    t_win = (
+        model.stream_time(window_read_bytes(op) + win, bw_eff=e["window_bw_eff"]) if win else 0.0
+    )
     c_pad = max(op.c, 8)
     peak = model.hw.cuda_core_tflops.get(op.dtype, model.hw.cuda_core_tflops["fp32"]) * 1e12
     m, n = op.kout, op.batch * op.ho * op.wo

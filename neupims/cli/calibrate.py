@@ -1,0 +1,104 @@
+"""``neupims calibrate --hw HW --measured A.csv [B.csv ...] [--write]``: fit a GPU config's
+named efficiency constants to measured kernel times and report the errors."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import time
+from pathlib import Path
+
+from neupims.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate",
+        help="fit a GPU config's efficiency constants to measured kernels (least squares)",
+    )
+    p.add_argument("--hw", required=True, help="GPU hardware YAML path or name in hw_configs/")
+    p.add_argument(
+        "--measured",
+        nargs="+",
+        required=True,
+        help="measured CSVs (validation/h100/measure.py or `neupims crosscheck` output); "
+        "shell-style globs are expanded",
+    )
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="write the fitted constants back into the YAML (with provenance)",
+    )
+    p.add_argument("-o", "--output", default=None, help="per-sample CSV of measured vs predicted")
+    p.set_defaults(func=run)
+
+
+def _expand(patterns: list[str]) -> list[str]:
+    out: list[str] = []
+    for pat in patterns:
+        hits = sorted(glob.glob(pat))
+        if not hits and not Path(pat).exists():
+            raise ConfigError(f"--measured: no file matches {pat!r}")
+        out += hits or [pat]
+    return out
+
+
+def _table(rows: list[dict]) -> str:
+    lines = [f"{'group':12s} {'n':>4s}  {'MAPE fit':>9s} {'held out':>9s} {'all':>7s}  target"]
+    for r in rows:
+        tgt = "" if math.isnan(r["target_mape"]) else f"<= {r['target_mape']:.0f}%"
+        lines.append(
+            f"{r['group']:12s} {r['n']:4d}  {r['mape_fit']:8.1f}% {r['mape_holdout']:8.1f}% "
+            f"{r['mape_all']:6.1f}%  {tgt}"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    import csv
+
+    from neupims.atomic import atomic_open
+    from neupims.calibrate import (
+        calibrate,
+        error_report,
+        load_measurements,
+        per_sample_table,
+        write_efficiency,
+    )
+    from neupims.config import load_hw
+    from neupims.config.loader import resolve
+
+    hw = load_hw(args.hw)
+    if hw.kind != "gpu":
+        raise ConfigError(f"{args.hw}: calibrate fits GPU configs, this is a {hw.kind!r} config")
+    files = _expand(args.measured)
+    samples = load_measurements(files)
+    print(f"{len(samples)} measured samples from {len(files)} file(s); before fitting:")
+    print(_table(error_report(hw, samples)))
+    t0 = time.perf_counter()
+    fit = calibrate(hw, samples)
+    fitted = hw.model_copy(update={"efficiency": fit.efficiency})
+    print(f"\nfitted {len(fit.efficiency)} constants in {time.perf_counter() - t0:.1f} s "
+          f"(held-out third excluded from every fit); after:")  # fmt: skip
+    print(_table(error_report(fitted, samples)))
+    if args.output:
+        rows = per_sample_table(fitted, samples)
+        cols = sorted({k for r in rows for k in r}, key=lambda k: (k not in rows[0], k))
+        with atomic_open(args.output, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols, lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {len(rows)} rows to {args.output}")
+    if args.write:
+        path = resolve(args.hw, "hw_configs")
+        devices = sorted({s.meta.get("device", "") for s in samples} - {""})
+        prov = (
+            f"fitted by `neupims calibrate` on {time.strftime('%Y-%m-%d')} from "
+            f"{', '.join(files)}: {sum(not s.holdout for s in samples)} samples fitted, "
+            f"{sum(s.holdout for s in samples)} held out"
+            + (f"; device: {', '.join(devices)}" if devices else "")
+        )
+        write_efficiency(path, fit.efficiency, prov)
+        print(f"wrote fitted constants to {path}")
+    return 0
