@@ -24,6 +24,8 @@ GRAYS = ("0.0", "0.45", "0.7", "0.25", "0.85", "0.6")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 LINESTYLES = ("-", "--", ":", "-.")
 HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "--", "++")
+#: bar fills: alternate dark and light so neighbouring bars differ even without hatches
+BAR_GRAYS = ("0.2", "0.6", "0.9", "1.0", "0.4", "0.75")
 
 #: axis labels of well-known result columns; others get their unit from the suffix
 LABELS = {
@@ -149,7 +151,7 @@ def _grouped_bars(fs, df: pd.DataFrame):
     for ax, sub in panels:
         cats = _ordered(sub[fs.x])
         hues = _ordered(sub[fs.hue]) if fs.hue else [None]
-        width = 0.8 / len(hues)
+        width = 0.8 / max(len(hues), 2)
         table = sub.groupby([fs.x] + ([fs.hue] if fs.hue else []), sort=False)[fs.y].mean()
         if fs.normalise_to:
             ((col, val),) = fs.normalise_to.items()
@@ -176,7 +178,7 @@ def _grouped_bars(fs, df: pd.DataFrame):
                 xs,
                 ys,
                 width=width,
-                color=GRAYS[hi % len(GRAYS)] if hi else "0.15",
+                color=BAR_GRAYS[hi % len(BAR_GRAYS)],
                 hatch=HATCHES[hi % len(HATCHES)],
                 edgecolor="black",
                 linewidth=0.6,
@@ -201,6 +203,8 @@ def _parity(fs, df: pd.DataFrame):
         lo, hi_ = float(vals.min()) / 1.5, float(vals.max()) * 1.5
         line = np.geomspace(lo, hi_, 50)
         ax.fill_between(line, line * 0.9, line * 1.1, color="0.88", label="±10 %")
+        for f in (0.9, 1.1):  # dashed edges survive printers that drop light fills
+            ax.plot(line, line * f, color="0.5", linewidth=0.6, linestyle="--")
         ax.plot(line, line, color="black", linewidth=1.0, label="y = x")
         for label, hi, _si, rows in _series(fs.model_copy(update={"style": None}), sub):
             ax.scatter(
@@ -322,6 +326,50 @@ def _powers_of_two(ax) -> bool:
     )
 
 
+#: inches added above the panels for a legend row and for a title
+LEGEND_ROW_IN = 0.3
+TITLE_IN = 0.3
+
+
+def _finish(fig, title: str | None, outside: bool) -> None:
+    """Lay the figure out with one legend and the title above the panels.
+
+    One legend per figure; above the panels when ``outside`` (facets, bars), so it never
+    hides data. Facets share the y axis: y labels stay on the first column only. The
+    figure grows by the room the legend rows and title take, so panels keep their size.
+    """
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    handles: dict[str, Any] = {}
+    move = len(axes) > 1 or outside
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+        if move and ax.get_legend() is not None:
+            ax.get_legend().remove()
+        if len(axes) > 1 and ax.get_subplotspec().colspan.start != 0:
+            ax.set_ylabel("")
+    ncol = min(len(handles), 6)
+    rows = math.ceil(len(handles) / ncol) if move and handles else 0
+    height = fig.get_figheight()
+    extra = rows * LEGEND_ROW_IN + (TITLE_IN if title else 0.0)
+    fig.set_figheight(height + extra)
+    top = height / (height + extra)
+    fig.tight_layout(rect=(0, 0, 1, top))
+    if rows:
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="lower center",
+            bbox_to_anchor=(0.5, top),
+            ncol=ncol,
+            fontsize=8,
+            frameon=False,
+        )
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - 0.05 / (height + extra))
+        fig.texts[-1].set_va("top")
+
+
 DRAWERS: dict[str, Callable] = {
     "lines": _lines,
     "grouped_bars": _grouped_bars,
@@ -356,9 +404,7 @@ def draw_figures(
         if data.empty:
             raise ConfigError(f"{source}: figures[{i}]: no successful points to plot")
         fig = DRAWERS[fs.type](fs, data)
-        if fs.title:
-            fig.suptitle(fs.title, fontsize=10)
-        fig.tight_layout()
+        _finish(fig, fs.title, outside=fs.facet is not None or fs.type == "grouped_bars")
         for fmt in formats:
             path = outdir / f"{fs.stem}.{fmt}"
             with atomic_open(path, "wb") as fh:
