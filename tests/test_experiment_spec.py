@@ -193,3 +193,10 @@ def test_quickstart_expands_to_its_documented_grid():
     assert len(exp.points) == 2 * 2 * 9
     assert {p.config["hw"] for p in exp.points} == {"h100_sxm", "npu_neupims"}
     assert sorted({p.config["batch"] for p in exp.points}) == [2**i for i in range(9)]
+
+
+def test_experiment_seed_reaches_kinds_with_a_seed_key_unless_set():
+    exp = load_experiment({"name": "s", "kind": "synthetic", "seed": 7})
+    assert exp.points[0].config["seed"] == 7
+    exp = load_experiment({"name": "s", "kind": "synthetic", "seed": 7, "base": {"seed": 2}})
+    assert exp.points[0].config["seed"] == 2

@@ -80,7 +80,13 @@ def test_failing_point_is_recorded_others_finish_and_rerun_retries_it(tmp_path):
     assert df.loc[df["status"] == "ok", "value"].tolist() == [1.0, 2.0, 3.0]
     rec = json.loads((tmp_path / "store" / f"{bad.iloc[0]['key']}.json").read_text())
     assert "Traceback" in rec["traceback"] and rec["result"] is None
-    run(exp, tmp_path, jobs=1, progress=False)
+    import yaml
+
+    from neupims.cli import main
+
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(exp))
+    argv = ["run", str(tmp_path / "f.yaml"), "-o", str(tmp_path), "--jobs", "1", "--no-progress"]
+    assert main(argv) == 1  # some points failed
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert (manifest["cached"], manifest["ran"], manifest["failed_total"]) == (3, 3, 3)
 
