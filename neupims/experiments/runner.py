@@ -385,7 +385,7 @@ def run(
             finished_unix=time.time(),
         )
         _write_manifest(outdir, exp, stats)
-    if figures and exp.spec.figures:
+    if figures and exp.spec.figures and len(df) and (df["status"] == STATUS_OK).any():
         from neupims.plots import draw_figures
 
         draw_figures(
