@@ -18,6 +18,7 @@ the controller holds normal requests back while PIM work is queued.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -139,13 +140,51 @@ class HbmChannel:
 
     # ------------------------------------------------------------------ bookkeeping
     def _compile(self, table) -> None:
-        """Per command: update lists (array, index kind, later command, delay, +occ)."""
-        self.upd = {}
-        for c, lst in table.items():
-            out = []
-            for scope, later, delay, occ in lst:
-                out.append((scope, later, delay, occ))
-            self.upd[c] = out
+        """Keep the table, and generate straight-line Python for the hot path: per bank
+        command (ACT/RD/WR/PRE) an ``earliest`` and an ``update`` function with the gaps as
+        constants (a plain loop over the table costs several times more per command)."""
+        self.upd = table
+        ns = {"nb": self.nb, "ng": self.ng, "nr": self.nr, "nc": self.nc, "ch": self}
+        self.fast_earliest = {}
+        self.fast_update = {}
+        for c in (T.ACT, T.RD, T.WR, T.PRE):
+            w = self.data[c]
+            lines = [
+                f"def e_{c}(b, g, r):",
+                f"    t = nc[{c}]",
+                "    x = ch.last_issue + 1",
+                "    if x > t: t = x",
+                f"    x = nb[{c}][b]",
+                "    if x > t: t = x",
+                f"    x = ng[{c}][g]",
+                "    if x > t: t = x",
+                f"    x = nr[{c}][r]",
+                "    if x > t: t = x",
+            ]
+            if w is not None:
+                lines += [f"    x = ch.bus_free - {w[0]}", "    if x > t: t = x"]
+            if c == T.ACT:
+                lines += [
+                    "    a = ch.acts[r]",
+                    "    if len(a) == 4:",
+                    f"        x = a[0] + {self.tfaw}",
+                    "        if x > t: t = x",
+                ]
+            lines.append("    return t")
+            upd = [f"def u_{c}(t, b, g, r):"]
+            for scope, later, delay, _occ in table[c]:
+                ref = {
+                    "bank": f"nb[{later}][b]",
+                    "bg": f"ng[{later}][g]",
+                    "rank": f"nr[{later}][r]",
+                    "channel": f"nc[{later}]",
+                }[scope]
+                upd += [f"    v = t + {delay}", f"    if v > {ref}: {ref} = v"]
+            if len(upd) == 1:
+                upd.append("    pass")
+            exec("\n".join(lines) + "\n" + "\n".join(upd), ns)  # noqa: S102 - generated above
+            self.fast_earliest[c] = ns[f"e_{c}"]
+            self.fast_update[c] = ns[f"u_{c}"]
 
     def _bank_id(self, rank: int, bg: int, bank: int) -> int:
         return (rank * self.G + bg) * self.B + bank
@@ -278,6 +317,10 @@ class HbmChannel:
             self.comps += col
         g = rank * self.G + bg
         b = g * self.B + bank
+        if cmd in self.fast_update:
+            self.fast_update[cmd](t, b, g, rank)
+            self._mem_state(cmd, rank, b, row, t)
+            return
         for scope, later, delay, plus in self.upd[cmd]:
             v = t + delay + (occ if plus else 0)
             if wide or scope == "channel":
@@ -307,14 +350,7 @@ class HbmChannel:
         if w is not None:
             self.bus_free = t + w[0] + w[1]
         # state
-        if cmd == T.ACT:
-            self.acts[rank].append(t)
-            self.mem_row[b] = row
-            self._set_open(1, t)
-        elif cmd == T.PRE:
-            self.mem_row[b] = CLOSED
-            self._set_open(-1, t)
-        elif cmd == T.PREA:
+        if cmd == T.PREA:
             for bb in range(rank * self.G * self.B, (rank + 1) * self.G * self.B):
                 if self.mem_row[bb] != CLOSED:
                     self.mem_row[bb] = CLOSED
@@ -330,6 +366,18 @@ class HbmChannel:
                 if self.pim_row[bb] != CLOSED:
                     self.pim_row[bb] = CLOSED
                     self._set_open(-1, t)
+
+    def _mem_state(self, cmd: int, rank: int, b: int, row: int, t: int) -> None:
+        w = self.data[cmd]
+        if w is not None:
+            self.bus_free = t + w[0] + w[1]
+        if cmd == T.ACT:
+            self.acts[rank].append(t)
+            self.mem_row[b] = row
+            self._set_open(1, t)
+        elif cmd == T.PRE:
+            self.mem_row[b] = CLOSED
+            self._set_open(-1, t)
 
     # ------------------------------------------------------------------ results
     def finish_stats(self, end: int) -> Stats:
@@ -373,43 +421,101 @@ class Controller:
         self.ref_due = self.mem.timing.tREFI
 
     def run(self, requests: Sequence[Request], pim: Iterable[PimTile] = ()) -> Stats:
-        """Serve ``requests`` (sorted by arrival) and the PIM tiles (in order) to the end."""
+        """Serve ``requests`` (sorted by arrival) and the PIM tiles (in order) to the end.
+
+        MEM candidates sit in a heap keyed (earliest cycle, priority, age). Earliest cycles
+        only grow as commands issue, so a heap key is a lower bound: the top is re-evaluated
+        and pushed back until it is exact, then it is the FR-FCFS choice (row hits before
+        row opens at equal cycles, then the oldest request).
+        """
         ch = self.ch
         t_ = self.mem.timing
-        nb = ch.nbanks
-        B = ch.B
-        G = ch.G
+        nbk = ch.nbanks
+        B, G = ch.B, ch.G
         reqs = list(requests)
         pim = list(pim)
         if pim and not self.mem.pim.enabled:
             raise NeupimsError(f"memory config {self.mem.name!r}: pim.enabled is false")
         n = len(reqs)
-        status = [0] * n  # 0 hit, 1 miss, 2 conflict
-        queues: list[list[int]] = [[] for _ in range(nb)]
+        r_row = [r.row for r in reqs]
+        r_write = [r.write for r in reqs]
+        r_arr = [r.arrival for r in reqs]
         qbank = [ch._bank_id(r.rank, r.bg, r.bank) for r in reqs]
-        active: set[int] = set()
+        status = [0] * n  # 0 hit, 1 miss, 2 conflict
+        queues: list[list[int]] = [[] for _ in range(nbk)]
+        version = [0] * nbk
+        heap: list[tuple[int, int, int, int, int]] = []
         queued = 0
-        nxt = 0  # next request to admit
-        pim_cmds = deque()  # expanded commands of the tile in progress
+        nxt = 0
+        pim_cmds: deque = deque()
         tiles = deque(pim)
         in_tile = False
+        tile_row = CLOSED
         refreshing: deque | None = None
         end = 0
         stats = ch.stats
         RD, WR, ACT, PRE = T.RD, T.WR, T.ACT, T.PRE
-        earliest = ch.earliest
-        mem_row = ch.mem_row
-        pim_row = ch.pim_row
+        fe = ch.fast_earliest
+        e_rd, e_wr, e_act, e_pre = fe[RD], fe[WR], fe[ACT], fe[PRE]
+        mem_row, pim_row = ch.mem_row, ch.pim_row
         cl, burst, cwl = t_.CL, ch.mem.burst_cycles, t_.CWL
-        tile_row = CLOSED
+        dual = ch.dual
+        qsize = self.queue_size
+        rank_of = [b // (G * B) for b in range(nbk)]
+        group_of = [b // B for b in range(nbk)]
+        bank_in = [b % B for b in range(nbk)]
+        bg_in = [(b // B) % G for b in range(nbk)]
+        apply_fast = ch.fast_update
+        log = ch.log
+        counts = ch.counts
+        names = T.COMMANDS
+        push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
+
+        def decide(b):
+            """FR-FCFS candidate of bank b: (cmd, request, priority) or None."""
+            q = queues[b]
+            open_row = mem_row[b]
+            if open_row != CLOSED:
+                for i in q:
+                    if r_row[i] == open_row:
+                        return (WR if r_write[i] else RD), i, 1
+                return PRE, q[0], 2
+            i = q[0]
+            row = r_row[i]
+            if pim_row[b] == row or (in_tile and row == tile_row):
+                return None  # the row is held by PIM: wait for its precharge
+            return ACT, i, 2
+
+        def earliest_of(cmd, b):
+            g, r = group_of[b], rank_of[b]
+            if cmd == RD:
+                return e_rd(b, g, r)
+            if cmd == WR:
+                return e_wr(b, g, r)
+            if cmd == ACT:
+                return e_act(b, g, r)
+            return e_pre(b, g, r)
+
+        def refresh_bank(b):
+            version[b] += 1
+            if queues[b]:
+                c = decide(b)
+                if c is not None:
+                    push(heap, (earliest_of(c[0], b), c[2], c[1], version[b], b))
+
+        def refresh_all():
+            for b in range(nbk):
+                if queues[b]:
+                    refresh_bank(b)
+
         while True:
             # admit arrivals
-            while nxt < n and queued < self.queue_size and reqs[nxt].arrival <= ch.last_issue + 1:
+            while nxt < n and queued < qsize and r_arr[nxt] <= ch.last_issue + 1:
                 b = qbank[nxt]
                 queues[b].append(nxt)
-                active.add(b)
                 queued += 1
                 nxt += 1
+                refresh_bank(b)
             pim_busy = bool(tiles or pim_cmds)
             if not (queued or pim_busy or nxt < n or refreshing):
                 break
@@ -421,64 +527,49 @@ class Controller:
                     and all(mem_row[x] == CLOSED for x in range(r * G * B, (r + 1) * G * B))
                 ) or (cmd == T.PIM_PRECHARGE and all(x == CLOSED for x in pim_row))
                 if not skip:
-                    at = ch.issue(cmd, r, 0, 0, 0, 0)
+                    at = ch.earliest(cmd, r)
+                    ch._apply(cmd, r, 0, 0, 0, 0, at)
                     end = max(end, at + 1)
                 if not refreshing:
                     refreshing = None
                     self.ref_due += t_.tREFI
+                    refresh_all()
                 continue
-            # ---- PIM candidate: the next command of the tile in progress, or a new tile
+            # ---- PIM candidate
             pim_t = None
-            if pim_cmds or tiles:
-                if not pim_cmds:
-                    tile = tiles[0]
-                    pim_t = earliest(T.P_HEADER)
-                else:
+            if pim_busy:
+                if pim_cmds:
                     c, r, g, bk, row, col = pim_cmds[0]
-                    pim_t = earliest(c, r, g, bk, col)
-            # ---- MEM candidates (blocked mode: wait while PIM work is queued)
-            best_t = None
-            best = None  # (cmd, rank, bg, bank, row, col, req, prio)
-            if ch.dual or not pim_busy:
-                for b in active:
-                    q = queues[b]
-                    open_row = mem_row[b]
-                    rank, rem = divmod(b, G * B)
-                    g, bk = divmod(rem, B)
-                    if open_row != CLOSED:
-                        pick = -1
-                        for i in q:
-                            if reqs[i].row == open_row:
-                                pick = i
-                                break
-                        if pick >= 0:
-                            cmd = WR if reqs[pick].write else RD
-                            prio = 1
-                        else:
-                            cmd, pick, prio = PRE, q[0], 2
-                    else:
-                        pick = q[0]
-                        prow = reqs[pick].row
-                        if pim_row[b] == prow or (in_tile and prow == tile_row):
-                            continue  # row held by PIM: wait for its precharge
-                        cmd, prio = ACT, 2
-                    te = earliest(cmd, rank, g, bk)
-                    if (
-                        best_t is None
-                        or te < best_t
-                        or (te == best_t and (prio, pick) < (best[7], best[6]))
-                    ):
-                        best_t = te
-                        best = (cmd, rank, g, bk, reqs[pick].row, reqs[pick].col, pick, prio)
-            # PIM first on ties
+                    pim_t = ch.earliest(c, r, g, bk, col)
+                else:
+                    pim_t = ch.earliest(T.P_HEADER)
+            # ---- MEM candidate: make the heap top exact
+            best = None
+            if queued and (dual or not pim_busy):
+                while heap:
+                    t0, p0, i0, v0, b = heap[0]
+                    if v0 != version[b] or not queues[b]:
+                        pop(heap)
+                        continue
+                    c = decide(b)
+                    if c is None:
+                        pop(heap)
+                        continue
+                    te = earliest_of(c[0], b)
+                    if (te, c[2], c[1]) != (t0, p0, i0):
+                        replace(heap, (te, c[2], c[1], v0, b))
+                        continue
+                    best = (te, c[0], c[1], b)
+                    break
+            best_t = best[0] if best is not None else None
             if pim_t is not None and (best_t is None or pim_t <= best_t):
-                best_t = pim_t
-                best = None
+                best_t, best = pim_t, None
             # an arrival before the chosen command is admitted first
-            if nxt < n and queued < self.queue_size:
-                arr = reqs[nxt].arrival
+            if nxt < n and queued < qsize:
+                arr = r_arr[nxt]
                 if best_t is None or arr < best_t:
-                    ch.last_issue = max(ch.last_issue, arr - 1)
+                    if arr - 1 > ch.last_issue:
+                        ch.last_issue = arr - 1
                     continue
             if best_t is None:
                 raise HbmTimingError("controller stalled with work queued")  # pragma: no cover
@@ -487,7 +578,7 @@ class Controller:
                 if in_tile:
                     if best is not None:  # hold normal traffic until the tile is done
                         c, r, g, bk, row, col = pim_cmds[0]
-                        best_t = earliest(c, r, g, bk, col)
+                        best_t = ch.earliest(c, r, g, bk, col)
                         best = None
                 else:
                     refreshing = deque(
@@ -505,24 +596,41 @@ class Controller:
                     tile_row = tile.row
                     in_tile = True
                 c, r, g, bk, row, col = pim_cmds.popleft()
-                at = ch.issue(c, r, g, bk, row, col)
+                at = ch.earliest(c, r, g, bk, col)
+                ch._apply(c, r, g, bk, row, col, at)
+                if c == PRE:
+                    refresh_bank(ch._bank_id(r, g, bk))
                 if not pim_cmds:
                     in_tile = False
+                if c == T.PIM_PRECHARGE or not pim_cmds:
+                    refresh_all()
                 end = max(end, at + self._tail(c))
                 continue
-            cmd, rank, g, bk, row, col, req, _ = best
-            at = ch.issue(cmd, rank, g, bk, row, col, best_t)
-            b = qbank[req]
+            # ---- MEM command (inlined HbmChannel._apply for the four bank commands)
+            at, cmd, req, b = best
+            ch.last_issue = at
+            counts[cmd] += 1
+            rank = rank_of[b]
+            row = r_row[req]
+            log.append((at, names[cmd], rank, bg_in[b], bank_in[b], row, reqs[req].col))
+            apply_fast[cmd](at, b, group_of[b], rank)
             if cmd == ACT:
-                status[req] = max(status[req], 1)
+                ch.acts[rank].append(at)
+                mem_row[b] = row
+                ch._set_open(1, at)
+                if status[req] < 1:
+                    status[req] = 1
+                refresh_bank(b)
                 continue
             if cmd == PRE:
+                mem_row[b] = CLOSED
+                ch._set_open(-1, at)
                 status[req] = 2
+                refresh_bank(b)
                 continue
             # RD / WR served
-            queues[b].remove(req)
-            if not queues[b]:
-                active.discard(b)
+            q = queues[b]
+            q.remove(req)
             queued -= 1
             s = status[req]
             if s == 0:
@@ -532,14 +640,20 @@ class Controller:
             else:
                 stats.row_conflicts += 1
             if cmd == RD:
+                ch.bus_free = at + cl + burst
                 stats.reads += 1
                 done = at + cl + burst
-                stats.read_latency_sum += done - reqs[req].arrival
+                stats.read_latency_sum += done - r_arr[req]
             else:
+                ch.bus_free = at + cwl + burst
                 stats.writes += 1
                 done = at + cwl + burst
-            stats.last_request_done = max(stats.last_request_done, done)
-            end = max(end, done)
+            if done > stats.last_request_done:
+                stats.last_request_done = done
+            if done > end:
+                end = done
+            if q:
+                refresh_bank(b)
         return ch.finish_stats(max(end, ch.last_issue + 1))
 
     def _tail(self, cmd: int) -> int:
