@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from neupims.config import ROOT, load_hw
@@ -200,3 +202,26 @@ def test_experiment_seed_reaches_kinds_with_a_seed_key_unless_set():
     assert exp.points[0].config["seed"] == 7
     exp = load_experiment({"name": "s", "kind": "synthetic", "seed": 7, "base": {"seed": 2}})
     assert exp.points[0].config["seed"] == 2
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    xs=st.lists(st.integers(-50, 50), min_size=1, max_size=4, unique=True),
+    labels=st.lists(st.sampled_from("abcdef"), min_size=1, max_size=3, unique=True),
+    zipped=st.integers(1, 3),
+)
+def test_sweep_size_is_grid_product_times_zip_length(xs, labels, zipped):
+    exp = load_experiment(
+        {
+            "name": "h",
+            "kind": "synthetic",
+            "sweep": {
+                "grid": {"x": [float(x) for x in xs], "label": labels},
+                "zip": {"y": list(range(zipped)), "sleep_s": [0.0] * zipped},
+            },
+        }
+    )
+    assert len(exp.points) == len(xs) * len(labels) * zipped
+    assert len({p.key for p in exp.points}) == len(exp.points)
+    for p in exp.points:  # every swept value is in the resolved config
+        assert all(p.config[k] == v for k, v in p.swept.items())
