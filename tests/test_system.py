@@ -146,6 +146,25 @@ def test_adaptive_sbi_picks_the_faster_timeline():
     assert t["off"].iteration_cycles < t["on"].iteration_cycles and not t["adaptive"].sbi
 
 
+def test_sbi_weight_reuse_what_if_removes_second_weight_read():
+    seq, ch = synthetic_batch(256)
+    r = {}
+    for reuse in (False, True):
+        ctx = make_ctx(
+            get_system("neupims", sbi_min_batch=0, sbi_weight_reuse=reuse),
+            "gpt3-30b",
+            4,
+            2,
+            layers=2,
+        )
+        r[reuse] = simulate_iteration(ctx, seq, ch)
+    assert r[True].iteration_cycles < r[False].iteration_cycles
+    # the weights are read once instead of twice: external bytes drop by ~one block's weights
+    assert r[True].mem_bw_utilisation * r[True].wall_time_s < (
+        0.75 * r[False].mem_bw_utilisation * r[False].wall_time_s
+    )
+
+
 @needs_ref
 def test_system_ordering_on_reference_snapshot():
     seq, ch = snapshot(CLB)

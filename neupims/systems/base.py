@@ -32,6 +32,10 @@ class SystemSpec(Spec):
     # "adaptive": each iteration runs whichever of SBI / no SBI its timeline predicts faster
     # (our extension: the scheduler already predicts both stage costs)
     sbi_policy: Literal["threshold", "adaptive"] = "threshold"
+    # What-if (not the paper's model, off by default): with SBI the block's weights stay on
+    # chip between the two sub-batches, so only the first sub-batch reads them from HBM.
+    # Needs SRAM >= one block's weights per device (100-450 MB for the GPT-3 models).
+    sbi_weight_reuse: bool = False
     lm_head: bool = True  # include the LM-head GEMM of the last pipeline stage
 
     def uses_sbi(self, batch: int) -> bool:

@@ -124,8 +124,12 @@ class NpuChain:
         )
 
 
-def _gemm(m: int, n: int, k: int, npu, mem_to_npu: float, mem) -> NpuChain:
-    return _gemm_cached(m, n, k, deps.config_key(npu), mem_to_npu, deps.config_key(mem))
+def _gemm(m: int, n: int, k: int, npu, mem_to_npu: float, mem, resident: bool = False) -> NpuChain:
+    """One GEMM; ``resident``: its weights are already on chip (no DMA)."""
+    g = _gemm_cached(m, n, k, deps.config_key(npu), mem_to_npu, deps.config_key(mem))
+    if not resident:
+        return g
+    return dataclasses.replace(g, cycles=g.systolic, dma_bytes=0.0, dma_cycles=0.0)
 
 
 @lru_cache(maxsize=4096)
@@ -164,26 +168,26 @@ def _link(cycles: float) -> NpuChain:
     return NpuChain(cycles=cycles, link=cycles)
 
 
-def qkv_chain(ctx: Ctx, b: int) -> NpuChain:
+def qkv_chain(ctx: Ctx, b: int, resident: bool = False) -> NpuChain:
     d = ctx.llm.d_model
     n_qkv = (ctx.llm.heads + 2 * ctx.llm.n_kv_heads) * ctx.llm.head_dim // ctx.tp
-    ch = _vec(b * d, 8, ctx.npu) + _gemm(b, n_qkv, d, ctx.npu, ctx.mem_to_npu, ctx.mem)
+    ch = _vec(b * d, 8, ctx.npu) + _gemm(b, n_qkv, d, ctx.npu, ctx.mem_to_npu, ctx.mem, resident)
     kv_write = 2.0 * b * ctx.llm.n_kv_heads // ctx.tp * ctx.llm.head_dim * 2
     return ch + NpuChain(wr_bytes=kv_write)
 
 
-def projffn_chain(ctx: Ctx, b: int) -> NpuChain:
+def projffn_chain(ctx: Ctx, b: int, resident: bool = False) -> NpuChain:
     llm, npu, r, mem = ctx.llm, ctx.npu, ctx.mem_to_npu, ctx.mem
     d, f = llm.d_model, llm.d_ff // ctx.tp
     ar = _link(allreduce_cycles(b * d * 2.0, ctx.tp, npu) if ctx.comm else 0.0)
     return (
-        _gemm(b, d, ctx.heads * llm.head_dim, npu, r, mem)
+        _gemm(b, d, ctx.heads * llm.head_dim, npu, r, mem, resident)
         + ar
         + _vec(b * d, 1, npu)
         + _vec(b * d, 8, npu)
-        + _gemm(b, f, d, npu, r, mem)
+        + _gemm(b, f, d, npu, r, mem, resident)
         + _vec(b * f, 8, npu)
-        + _gemm(b, d, f, npu, r, mem)
+        + _gemm(b, d, f, npu, r, mem, resident)
         + ar
         + _vec(b * d, 1, npu)
     )
@@ -422,11 +426,13 @@ def _simulate(ctx: Ctx, seq_lens, ch_idx, sbi: bool, *, record: bool, periodic: 
     else:
         groups = [np.ones(b, bool)]
     sbs = []
-    for g in groups:
+    for i, g in enumerate(groups):
         s, c = seq_lens[g], ch_idx[g]
         nb = int(g.sum())
         attn = pim_work(ctx, s, c) if ctx.system.attention == "pim" else npu_attention_chain(ctx, s)
-        sbs.append(SubBatch(s, c, qkv_chain(ctx, nb), projffn_chain(ctx, nb), attn))
+        # What-if: the second sub-batch finds the block's weights still on chip.
+        res = sbi and i == 1 and ctx.system.sbi_weight_reuse
+        sbs.append(SubBatch(s, c, qkv_chain(ctx, nb, res), projffn_chain(ctx, nb, res), attn))
     n_full = ctx.layers
     if periodic and n_full > 3:
         small = dataclasses.replace(ctx, layers=3)
