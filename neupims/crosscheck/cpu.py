@@ -1,0 +1,212 @@
+"""``neupims crosscheck --hw cpu -o DIR``: time NumPy kernels on this CPU, compare with the model.
+
+Times GEMM and GEMV (fp32 and fp64, one BLAS thread and all threads), im2col conv2d and
+element-wise ops (NumPy runs those on one thread), writes
+
+* ``cpu_crosscheck.csv``: every op, its thread count, measured median and minimum, the
+  prediction and the absolute percentage error (of the median);
+* ``cpu_errors.csv``: mean and max error per class (``gemm fp32 1t``, ...);
+* ``cpu_parity.png``: log-log measured vs predicted;
+* ``cpu_detection.txt``: which config values were detected, assumed or fitted.
+
+This machine is shared and noisy: every time is the median of at least three repeats
+after a warm-up, and multi-threaded times on a busy 2-core VM vary the most (docs/cpu.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from neupims.crosscheck import register_checker
+from neupims.ops import Conv2d, Elementwise, Gemm, Gemv, Op
+
+SUITES = ("quick", "default", "full")
+
+
+def gemm_shapes(suite: str) -> list[tuple[int, int, int]]:
+    """(m, n, k) of the GEMMs timed; ``full`` spans 64^3 to 4096^3 (issue 6)."""
+    quick = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512),
+             (32, 512, 512), (512, 128, 256)]  # fmt: skip
+    if suite == "quick":
+        return quick
+    default = quick + [(1024, 1024, 1024), (256, 1024, 1024), (1024, 64, 1024),
+                       (96, 96, 96), (384, 384, 384), (768, 768, 768)]  # fmt: skip
+    if suite == "default":
+        return default
+    return default + [
+        (1536, 1536, 1536), (2048, 2048, 2048), (3072, 3072, 3072), (4096, 4096, 4096),
+        (16, 4096, 4096), (128, 4096, 4096), (4096, 128, 4096), (4096, 4096, 128),
+        (2048, 512, 2048), (512, 2048, 512), (1024, 4096, 1024), (64, 4096, 64),
+    ]  # fmt: skip
+
+
+def gemv_shapes(suite: str) -> list[tuple[int, int]]:
+    """(rows, cols) of the GEMVs timed; ``full`` reaches 16384 x 16384."""
+    quick = [(256, 256), (1024, 1024), (2048, 2048)]
+    if suite == "quick":
+        return quick
+    default = quick + [(512, 512), (4096, 4096), (4096, 1024), (8192, 8192)]
+    if suite == "default":
+        return default
+    return default + [(11008, 4096), (4096, 11008), (16384, 4096), (16384, 16384)]
+
+
+def other_ops(suite: str) -> list[Op]:
+    """Element-wise and conv2d ops (one thread: NumPy does not thread them)."""
+    sizes = [2**14, 2**20] if suite == "quick" else [2**14, 2**17, 2**20, 2**23]
+    ops: list[Op] = []
+    # (np.maximum, i.e. relu, takes a slower NaN-propagating path: not a streaming kernel)
+    for kind in ("add", "copy") if suite == "quick" else ("add", "mul", "copy"):
+        for e in sizes:
+            ops.append(Elementwise(kind, e, "fp32"))
+    convs = [Conv2d(2, 16, 32, 32, 32, 3, 3, algo="im2col")]
+    if suite != "quick":
+        convs += [
+            Conv2d(2, 64, 56, 56, 64, 3, 3, algo="im2col"),
+            Conv2d(1, 3, 227, 227, 96, 11, 11, stride=4, algo="im2col"),
+            Conv2d(4, 128, 28, 28, 128, 3, 3, algo="im2col"),
+        ]
+    return ops + convs
+
+
+def suite_ops(suite: str, all_threads: int) -> list[tuple[Op, int]]:
+    """(op, threads) pairs of a suite: BLAS ops at 1 and ``all_threads`` threads."""
+    if suite not in SUITES:
+        raise ValueError(f"suite must be one of {SUITES}, got {suite!r}")
+    threads = sorted({1, all_threads})
+    out: list[tuple[Op, int]] = []
+    for dtype in ("fp32", "fp64"):
+        for p in threads:
+            out += [(Gemm(m, n, k, dtype=dtype), p) for m, n, k in gemm_shapes(suite)]
+            out += [(Gemv(1, r, c, dtype=dtype), p) for r, c in gemv_shapes(suite)]
+    out += [(op, 1) for op in other_ops(suite)]
+    return out
+
+
+def _trace_ops(trace, all_threads: int) -> tuple[list[tuple[Op, int]], list[str]]:
+    from neupims.devices.cpu_fit import kernel
+
+    ops, skipped = [], []
+    for t in trace:
+        try:
+            kernel(t.op)
+        except ValueError as exc:
+            skipped.append(f"{t.layer or t.op.name}: {exc}")
+            continue
+        ops.append((t.op, all_threads if isinstance(t.op, Gemm) else 1))
+    return ops, skipped
+
+
+def run_suite(pairs: Sequence[tuple[Op, int]], min_time: float = 0.05, progress=None):
+    from neupims.devices.cpu_fit import BlasThreads, measure
+
+    ctl = BlasThreads()
+    rows = []
+    for i, (op, p) in enumerate(pairs):
+        if progress:
+            progress(i, len(pairs), op, p)
+        rows.append(measure(op, p, ctl, min_time=min_time))
+    if ctl.available:
+        ctl.set(max(p for _, p in pairs))
+    return rows, ctl.how
+
+
+def report(hw, rows, outdir: Path) -> dict[str, float]:
+    """Write the CSVs and the parity plot; return MAPE (%) per class plus ``all``."""
+    import pandas as pd
+
+    from neupims.atomic import atomic_open
+    from neupims.devices.cpu_fit import op_class, predict
+
+    recs = []
+    for r in rows:
+        pred = predict(hw, r.op, r.threads)
+        recs.append({
+            **r.row(), "class": op_class(r.op, r.threads), "predicted_s": pred,
+            "t_median_s": r.t_median_s, "t_min_s": r.t_min_s,
+            "ape_pct": 100 * abs(pred - r.t_median_s) / r.t_median_s,
+        })  # fmt: skip
+    df = pd.DataFrame(recs)
+    outdir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(outdir / "cpu_crosscheck.csv", "w", newline="") as fh:
+        df.to_csv(fh, index=False)
+    per = df.groupby("class")["ape_pct"].agg(["count", "mean", "max"]).reset_index()
+    per.columns = ["class", "n", "mape_pct", "max_ape_pct"]
+    with atomic_open(outdir / "cpu_errors.csv", "w", newline="") as fh:
+        per.to_csv(fh, index=False)
+    _parity_plot(df, outdir / "cpu_parity.png", hw.name)
+    out = {row["class"]: float(row["mape_pct"]) for _, row in per.iterrows()}
+    out["all"] = float(df["ape_pct"].mean())
+    blas = df["class"].str.startswith(("gemm", "gemv"))
+    out["gemm+gemv"] = float(df.loc[blas, "ape_pct"].mean()) if blas.any() else float("nan")
+    return out
+
+
+def _parity_plot(df, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neupims.atomic import atomic_open
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for cls, g in df.groupby("class"):
+        ax.scatter(g["t_median_s"], g["predicted_s"], s=14, label=cls)
+    lo = float(min(df["t_median_s"].min(), df["predicted_s"].min())) / 2
+    hi = float(max(df["t_median_s"].max(), df["predicted_s"].max())) * 2
+    xs = np.array([lo, hi])
+    ax.plot(xs, xs, "k-", lw=0.8)
+    ax.fill_between(xs, xs * 0.85, xs * 1.15, color="0.85", label="±15 %")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="measured (s, median)",
+        ylabel="predicted (s)",
+        title=f"CPU model vs NumPy on {title}",
+    )
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
+    plt.close(fig)
+
+
+@register_checker("cpu")
+def check(hw, trace, outdir: Path, quick: bool = False, suite: str | None = None) -> int:
+    """Time the suite (or the NumPy-runnable ops of ``trace``) and compare with ``hw``."""
+    from neupims.atomic import atomic_write_text
+    from neupims.devices.cpu_detect import describe_detection, detect
+
+    outdir = Path(outdir)
+    det = detect()
+    desc = describe_detection()
+    print(desc)
+    if hw.name != det.config.name:
+        print(
+            f"warning: --hw {hw.name!r} is not this machine ({det.config.name!r}); "
+            "comparing NumPy timings here with that config's predictions"
+        )
+    all_threads = min(hw.nthreads, os.cpu_count() or 1)
+    if trace is not None:
+        pairs, skipped = _trace_ops(trace, all_threads)
+        for s in skipped:
+            print(f"skipped {s}")
+        if not pairs:
+            print("no op of the trace can be timed with NumPy")
+            return 1
+    else:
+        pairs = suite_ops(suite or ("quick" if quick else "default"), all_threads)
+    rows, how = run_suite(pairs)
+    outdir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(outdir / "cpu_detection.txt", desc + f"\nthread control: {how}\n")
+    res = report(hw, rows, outdir)
+    print(f"{len(rows)} kernels timed (thread control: {how}); MAPE per class:")
+    for cls, v in sorted(res.items()):
+        print(f"  {cls:18s} {v:6.1f} %")
+    print(f"wrote {outdir}/cpu_crosscheck.csv, cpu_errors.csv, cpu_parity.png")
+    return 0
