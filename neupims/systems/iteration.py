@@ -314,7 +314,9 @@ def build_stages(ctx: Ctx, sbs: list[SubBatch], sbi: bool) -> list[Stage]:
             if isinstance(sb.attn, PimWork):
                 soft = sb.attn.softmax.cycles
                 stages.append(
-                    Stage("MHA", layer, soft, "softmax (vector)", sb.attn.per_channel, "MHA")
+                    Stage(
+                        "MHA", layer, soft, "softmax (vector)", sb.attn.per_channel, f"L{layer} MHA"
+                    )
                 )
             else:
                 stages.append(Stage("MHA", layer, sb.attn.cycles, "attention GEMV on NPU"))
@@ -334,11 +336,29 @@ def build_stages(ctx: Ctx, sbs: list[SubBatch], sbi: bool) -> list[Stage]:
         )
 
     stages.append(st("A", 0, s1.qkv, "QKV SB1", None, ""))
-    stages.append(st("B", 0, s2.qkv, "QKV SB2", s1.attn, "MHA SB1"))
+    stages.append(st("B", 0, s2.qkv, "QKV SB2", s1.attn, "L0 MHA SB1"))
     for layer in range(n - 1):
-        stages.append(st("C", layer, s1.pf + s1.qkv, "Proj+FFN SB1, QKV SB1", s2.attn, "MHA SB2"))
-        stages.append(st("D", layer, s2.pf + s2.qkv, "Proj+FFN SB2, QKV SB2", s1.attn, "MHA SB1"))
-    stages.append(st("E", n - 1, s1.pf, "Proj+FFN SB1", s2.attn, "MHA SB2"))
+        stages.append(
+            st(
+                "C",
+                layer,
+                s1.pf + s1.qkv,
+                "Proj+FFN SB1, next QKV SB1",
+                s2.attn,
+                f"L{layer} MHA SB2",
+            )
+        )
+        stages.append(
+            st(
+                "D",
+                layer,
+                s2.pf + s2.qkv,
+                "Proj+FFN SB2, next QKV SB2",
+                s1.attn,
+                f"L{layer + 1} MHA SB1",
+            )
+        )
+    stages.append(st("E", n - 1, s1.pf, "Proj+FFN SB1", s2.attn, f"L{n - 1} MHA SB2"))
     stages.append(st("F", n - 1, s2.pf, "Proj+FFN SB2", None, ""))
     return stages
 

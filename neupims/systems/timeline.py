@@ -66,7 +66,7 @@ def simulate(stages: list[Stage], record: bool = False) -> TimelineResult:
         if record:
             for c, d in enumerate(st.pim):
                 if d > 0:
-                    spans.append(Span(f"PIM ch{c:02d}", f"L{st.layer} {st.pim_what}", env.now, d))
+                    spans.append(Span(f"PIM ch{c:02d}", st.pim_what, env.now, d))
         yield env.timeout(st.pim_max)
 
     def driver():
