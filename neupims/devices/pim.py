@@ -24,12 +24,8 @@ from functools import lru_cache
 import numpy as np
 
 from neupims.devices.dram import dram_energy_j
+from neupims.devices.hbm_timing import MIN_COMP_SLOTS
 from neupims.errors import ConfigError
-
-#: Minimum COMP slots of a PIM_GEMV: NewtonSim's COMPS_READRES occupies 2*(max(k, 6)+1) ns
-#: (NEUPIMS.md section 6, [C]); we keep max(k, 6) COMP slots of tCCD_L each and model the
-#: result read as separate READRES commands.
-MIN_COMP_SLOTS = 6
 
 
 @dataclass(frozen=True)
@@ -255,65 +251,74 @@ def _pim_timing(mem) -> _PimTiming:
     )
 
 
-def _occupancy(k, mem):
-    return mem.timing.tCCD_L * np.maximum(k, MIN_COMP_SLOTS)
-
-
 def _program_cycles(groups: list[TileGroup], mem) -> tuple[float, dict[str, int]]:
     """Closed-form cycles and command counts of a tile program on one idle channel."""
     if not groups:
         return 0.0, {}
-    arrays = [np.array([getattr(g, f) for g in groups], dtype=np.int64) for f in _FIELDS]
-    return _arrays_cycles(*arrays, len(groups) - 1, mem)
+    classes: dict[tuple[int, int], list[int]] = {}
+    for g in groups:
+        acc = classes.setdefault((g.k, g.n_results), [0, 0])
+        acc[0] += g.count
+        acc[1] += g.count * g.tiles
+    last = groups[-1]
+    return _classes_cycles(classes, (last.k, last.n_results), mem)
 
 
-_FIELDS = ("tiles", "count", "k", "n_results")
+def _classes_cycles(
+    classes: dict[tuple[int, int], list[int]], last: tuple[int, int], mem
+) -> tuple[float, dict[str, int]]:
+    """Cycles and command counts of a tile program given as {(k, n_results): [vector groups,
+    tiles in them]} and the final group's (k, n_results); the sums do not depend on order.
 
-
-def _arrays_cycles(tiles, count, k, n, last: int, mem) -> tuple[float, dict[str, int]]:
-    """:func:`_program_cycles` on group arrays; only the sums and group ``last`` (the final
-    one in issue order) matter, so groups may come in any order. Count-0 groups are ignored."""
+    Per tile: the COMP stream tCCD_L max(k, 6) then the READRES train; between tiles, the
+    gap from the last READRES to the next PIM_GEMV (``_PimTiming``), longer after a GWRITE.
+    Plain Python: there are few classes, and numpy costs more per call on arrays this size.
+    """
     pt = _pim_timing(mem)
-    n_tiles = int((tiles * count).sum())
-    gwrites = int(count.sum())
-    # per tile: COMP stream, then the READRES train
-    work = _occupancy(k, mem) + pt.rr_gap * (n - 1)
-    # gap from a tile's last READRES to the next tile's PIM_GEMV, by the tile before it
-    back = pt.back_bound - work
-    gap_plain = np.maximum(pt.pre_plain, back) + pt.open_to_gemv
-    gap_gw = np.maximum(np.maximum(pt.pre_gwrite, back) + pt.open_to_gemv, pt.gw_to_gemv)
-    plain_b = count * (tiles - 1)  # boundaries inside one vector's tiles
-    gw_b = count.copy()  # boundaries after each vector's last tile ...
-    gw_b[last] -= 1  # ... except the very last one
-    base = int(
-        pt.start_to_gemv
-        + (tiles * count * work).sum()
-        + (plain_b * gap_plain).sum()
-        + (gw_b * gap_gw).sum()
-        + pt.tail
-    )
+    tccd_l = mem.timing.tCCD_L
+    n_tiles = gwrites = comps = readres = 0
+    base = pt.start_to_gemv + pt.tail
+    last_work = last_gap = 0
+    for (k, n), (count, tiles) in classes.items():
+        if count <= 0 or tiles <= 0:
+            continue
+        work = tccd_l * max(k, MIN_COMP_SLOTS) + pt.rr_gap * (n - 1)
+        back = pt.back_bound - work
+        gap_plain = max(pt.pre_plain, back) + pt.open_to_gemv
+        gap_gw = max(max(pt.pre_gwrite, back) + pt.open_to_gemv, pt.gw_to_gemv)
+        # each group: its tiles, a plain boundary between two of them, then one GWRITE
+        # boundary before the next group
+        base += tiles * work + (tiles - count) * gap_plain + count * gap_gw
+        if (k, n) == last:
+            last_work, last_gap = work, gap_plain
+            base -= gap_gw  # no boundary after the very last group
+        n_tiles += tiles
+        gwrites += count
+        comps += tiles * k
+        readres += tiles * n
+    if n_tiles == 0:
+        return 0.0, {}
     boundaries = n_tiles - 1
     # refresh: due every tREFI, taken before the first tile whose P_HEADER would issue at
     # or after the due time; it replaces that tile's PIM_PRECHARGE and costs tRFC more
-    last_tile = int(gap_plain[last] - pt.pre_plain - 1 + work[last] + pt.tail)
+    last_tile = last_gap - pt.pre_plain - 1 + last_work + pt.tail
     n_ref = 0
     while n_ref < boundaries:
         horizon = base + n_ref * pt.trfc - last_tile
         nxt = min(max(0, horizon // pt.trefi), boundaries)
         if nxt <= n_ref:
             break
-        n_ref = int(nxt)
+        n_ref = nxt
     cycles = base + n_ref * pt.trfc
-    o = mem.organization
     cmds = {
         "P_HEADER": n_tiles,
         "GWRITE": gwrites,
         "PIM_PRECHARGE": n_tiles,  # between tiles, plus one to release the banks
         "G_ACT": n_tiles * pt.gact_count,
         "PIM_GEMV": n_tiles,
-        "COMP": int((tiles * count * k).sum()),
-        "READRES": int((tiles * count * n).sum()),
-        "REF": n_ref * o.ranks,
+        "COMP": comps,
+        "READRES": readres,
+        "REF": n_ref * mem.organization.ranks,
     }
     return float(cycles), {c: v for c, v in cmds.items() if v}
 
@@ -344,36 +349,52 @@ def mha_channel_cycles(
     return _mha_cached(key, n_heads, d_head, mem, _resolve_dual(mem, dual_row_buffer))
 
 
-def mha_arrays(seq_lens, n_heads: int, d_head: int, mem):
-    """:func:`mha_program` of all requests as group arrays (tiles, count, k, n_results) and
-    the index of the final group, vectorised over requests (same sums, any order)."""
-    s = np.asarray(seq_lens, dtype=np.int64)
-    s = s[s > 0]
+def mha_classes(seq_lens, n_heads: int, d_head: int, mem):
+    """:func:`mha_program` of all requests aggregated as {(k, n_results): [vector groups,
+    tiles]} plus the (k, n_results) of the final group in issue order."""
     b, p = mem.banks_per_channel, _row_elems(mem)
     mult = mem.pim.multipliers_per_bank
     e = n_heads * d_head
-    r = s.size
-    t1 = -(-s // b)
-    starts = np.arange(0, e, p)
-    lens = np.minimum(p, e - starts)
-    k_k = -(-lens // mult)
-    n_k = (starts + lens - 1) // d_head - starts // d_head + 1
     t2 = -(-d_head // b)
-    full, rest = np.divmod(s, p)
-    c = starts.size
-    tiles = np.concatenate([np.repeat(t1, c), np.full(2 * r, t2)])
-    count = np.concatenate([np.ones(c * r, dtype=np.int64), full * n_heads, (rest > 0) * n_heads])
-    k = np.concatenate([np.resize(k_k, c * r), np.full(r, p // mult), -(-rest // mult)])
-    n = np.concatenate([np.resize(n_k, c * r), np.ones(2 * r, dtype=np.int64)])
-    last = c * r + (2 * r - 1 if r and rest[-1] > 0 else r - 1)
-    return tiles, count, k, n, last
+    k_full = p // mult
+    classes: dict[tuple[int, int], list[int]] = {}
+    k_acc = [
+        classes.setdefault(
+            (-(-min(p, e - a) // mult), _heads_in(a, a + min(p, e - a), d_head)), [0, 0]
+        )
+        for a in range(0, e, p)
+    ]
+    last = None
+    n_req = t1_sum = full_sum = 0
+    for s in seq_lens:
+        if s <= 0:
+            continue
+        n_req += 1
+        t1_sum += -(-s // b)
+        full, rest = divmod(s, p)
+        full_sum += full
+        last = (k_full, 1)
+        if rest:
+            last = (-(-rest // mult), 1)
+            acc = classes.setdefault(last, [0, 0])
+            acc[0] += n_heads
+            acc[1] += n_heads * t2
+    for acc in k_acc:  # K^T q: one group per E chunk per request, ceil(s/B) tiles each
+        acc[0] += n_req
+        acc[1] += t1_sum
+    if full_sum:  # s.V over whole 512-token rows
+        acc = classes.setdefault((k_full, 1), [0, 0])
+        acc[0] += full_sum * n_heads
+        acc[1] += full_sum * n_heads * t2
+    return classes, last
 
 
 @lru_cache(maxsize=8192)
 def _mha_cached(key: tuple[int, ...], n_heads: int, d_head: int, mem, dual: bool) -> PimMhaCost:
     if not any(key):
         return PimMhaCost(cycles=0.0, commands={}, energy_j=0.0)
-    cycles, cmds = _arrays_cycles(*mha_arrays(key, n_heads, d_head, mem), mem)
+    classes, last = mha_classes(key, n_heads, d_head, mem)
+    cycles, cmds = _classes_cycles(classes, last, mem)
     energy = dram_energy_j(
         cmds, mem, cycles * mem.timing.tck_ns * 1e-9, dual_row_buffer=dual, channels=1
     )
