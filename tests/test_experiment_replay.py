@@ -69,3 +69,12 @@ def test_python_api_is_exposed_on_the_package(tmp_path):
     df = neupims.run({"name": "api", "kind": "synthetic", "base": {"x": 2.5}}, tmp_path,
                      jobs=1, progress=False)  # fmt: skip
     assert df["value"].tolist() == [2.5]
+
+
+def test_list_kinds_shows_keys_and_metrics(capsys):
+    assert main(["run", "--list-kinds"]) == 0
+    out = capsys.readouterr().out
+    assert "replay: trace one step" in out
+    assert "keys: model, phase, batch, seq, tp, dtype, hw, hw_overrides, device_model" in out
+    assert main(["run"]) == 2
+    assert "give an experiment YAML file (or --list-kinds)" in capsys.readouterr().err

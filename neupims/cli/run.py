@@ -13,7 +13,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "write DIR/results.csv, DIR/manifest.json and the figures. Re-running resumes: "
         "finished points are skipped, failed ones retried.",
     )
-    p.add_argument("experiment", help="experiment YAML (see docs/experiments.md)")
+    p.add_argument("experiment", nargs="?", help="experiment YAML (see docs/experiments.md)")
+    p.add_argument(
+        "--list-kinds", action="store_true", help="list the experiment kinds and their keys"
+    )
     p.add_argument(
         "-o", "--output", default=None, help="output folder (default: results/<experiment name>)"
     )
@@ -47,6 +50,17 @@ def run(args: argparse.Namespace) -> int:
     from neupims.experiments import run as run_experiment
     from neupims.experiments.runner import default_outdir
 
+    if args.list_kinds:
+        from neupims.experiments.kinds import all_kinds
+
+        for name, kind in sorted(all_kinds().items()):
+            keys = ", ".join(kind.schema.model_fields)
+            print(f"{name}: {kind.description}\n    keys: {keys}")
+            if kind.metrics:
+                print(f"    metrics: {', '.join(kind.metrics)}")
+        return 0
+    if args.experiment is None:
+        raise ConfigError("give an experiment YAML file (or --list-kinds)")
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs {args.jobs}: expected a positive number of processes")
     if args.chunk is not None and args.chunk < 1:
