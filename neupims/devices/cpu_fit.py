@@ -324,7 +324,9 @@ def fit_rows(rows: Sequence[Measurement]) -> list[Measurement]:
     return [r for r in rows if r.threads == 1]
 
 
-def fit(hw: CpuConfig, rows: Sequence[Measurement], stat: str = "t_best_s") -> FitResult:
+def fit(
+    hw: CpuConfig, rows: Sequence[Measurement], stat: str = "t_best_s", iters: int = 1500
+) -> FitResult:
     """Fit the efficiency constants of ``hw`` to ``rows`` (minimum mean absolute log error)."""
     if not rows:
         raise ValueError("no measurements to fit")
@@ -356,11 +358,18 @@ def fit(hw: CpuConfig, rows: Sequence[Measurement], stat: str = "t_best_s") -> F
 
     x = x0
     for _ in range(2):  # a restart escapes a collapsed simplex
-        x = nelder_mead(loss, x)
+        x = nelder_mead(loss, x, iters=iters)
     if loss(x) > loss(x0):
         x = x0
     eff = {k: round(v, 4) for k, v in values(x).items() if k in keys}
     return FitResult(eff, abs_log_err(x), len(rows))
+
+
+def mean_abs_log_err(hw: CpuConfig, rows: Sequence[Measurement], stat: str = "t_best_s") -> float:
+    """Mean |log(predicted / measured)|, the quantity :func:`fit` minimises."""
+    meas = np.array([getattr(r, stat) for r in rows])
+    pred = np.array([predict(hw, r.op, r.threads) for r in rows])
+    return float(np.mean(np.abs(np.log(pred / meas))))
 
 
 def mape(hw: CpuConfig, rows: Sequence[Measurement], stat: str = "t_best_s") -> float:
