@@ -37,8 +37,6 @@ from neupims.config.loader import load_yaml, validate
 from neupims.errors import ConfigError
 from neupims.experiments.kinds import ExperimentKind, all_kinds
 
-FIGURE_TYPES = ("lines", "grouped_bars", "parity", "roofline")
-
 
 class FigureSpec(Spec):
     """One figure drawn from results.csv (see :mod:`neupims.plots`).
