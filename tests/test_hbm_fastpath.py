@@ -1,0 +1,177 @@
+"""The fast path agrees with the command-level model within 3 % over 50+ shapes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from neupims.cli import main as cli_main
+from neupims.config import load_hw
+from neupims.devices import hbm_channel as H
+from neupims.devices import pim
+from neupims.devices.hbm_checker import check_log
+
+MEM = load_hw("hbm2_pim_neupims")
+TOL = 0.03
+
+
+def _mha_shapes():
+    rng = np.random.default_rng(2024)
+    out = []
+    for _ in range(36):
+        n = int(rng.integers(1, 4))
+        seq = [int(x) for x in rng.integers(1, 700, n)]
+        heads = int(rng.choice([1, 2, 4]))
+        d = int(rng.choice([64, 96, 128]))
+        out.append((seq, heads, d))
+    out += [([512], 2, 128), ([513], 1, 128), ([32, 33], 2, 64), ([1], 1, 128)]
+    return out
+
+
+GEMV_SHAPES = [
+    (32, 512),
+    (64, 16),
+    (100, 700),
+    (256, 1024),
+    (512, 512),
+    (33, 2048),
+    (1024, 256),
+    (2048, 96),
+    (300, 1500),
+    (128, 4096),
+    (2048, 2048),
+    (64, 8192),
+]
+
+
+def _command_level(groups, dual=True):
+    stats, ch = H.simulate(MEM, (), H.tiles_of(groups), dual_row_buffer=dual)
+    return stats, ch
+
+
+@pytest.mark.parametrize("seq,heads,d", _mha_shapes())
+def test_mha_fast_path_within_3_percent(seq, heads, d):
+    groups = [g for s in seq for g in pim.mha_program(s, heads, d, MEM)]
+    stats, _ = _command_level(groups)
+    fast = pim.mha_channel_cycles(seq, heads, d, MEM)
+    assert abs(fast.cycles / stats.cycles - 1) < TOL
+    for name in ("G_ACT", "PIM_GEMV", "COMP", "READRES", "GWRITE"):
+        assert fast.commands[name] == stats.commands[name], name
+
+
+@pytest.mark.parametrize("rows,cols", GEMV_SHAPES)
+def test_gemv_fast_path_within_3_percent(rows, cols):
+    stats, _ = _command_level(pim.gemv_program(rows, cols, MEM))
+    assert abs(pim.pim_gemv_cycles(rows, cols, MEM) / stats.cycles - 1) < TOL
+
+
+def test_fast_path_same_in_blocked_mode_when_alone():
+    groups = pim.mha_program(300, 2, 128, MEM)
+    sd, _ = _command_level(groups, True)
+    sb, chb = _command_level(groups, False)
+    assert sd.cycles == sb.cycles
+    assert check_log(chb.log, MEM, dual_row_buffer=False) is None
+    fd = pim.mha_channel_cycles([300], 2, 128, MEM, dual_row_buffer=True)
+    fb = pim.mha_channel_cycles([300], 2, 128, MEM, dual_row_buffer=False)
+    assert fd.cycles == fb.cycles and fd.energy_j > 0 and fb.energy_j > 0
+
+
+def test_order_of_requests_matters_only_at_the_end():
+    a = pim.mha_channel_cycles([100, 900, 300], 4, 128, MEM).cycles
+    b = pim.mha_channel_cycles([900, 300, 100], 4, 128, MEM).cycles
+    assert abs(a / b - 1) < 0.01
+
+
+def test_tile_layout_matches_paper_example():
+    # NEUPIMS.md section 7: s = 512, E = 1024 -> 32 + 32 tiles = 2 MB, the raw K + V bytes
+    tiles = pim.kv_tiles_per_request(512, 1024, MEM)
+    assert tiles == 64
+    assert tiles * 32 * MEM.page_bytes == 2 * 512 * 1024 * 2
+    groups = pim.mha_program(512, 8, 128, MEM)
+    assert sum(g.tiles * g.count for g in groups) == tiles
+
+
+def test_algorithm1_matches_formula_and_vectorises():
+    # Algorithm 1 for s = 512, E = 1024, 8 heads: c1 = 2, t1 = 16, c2 = 8, t2 = 4
+    per = 2 * 100 + 2 * 16 * 184 + 8 * 100 + 8 * 4 * 184
+    got = pim.neupims_mha_estimate_cycles([512, 512], 1024, 8, MEM)
+    assert got.tolist() == [per, per]
+    # the estimator and the model agree to within the paper's constants' rounding
+    model = pim.mha_channel_cycles([512], 8, 128, MEM).cycles
+    assert 0.8 < model / per < 1.25
+
+
+def test_bad_inputs_raise_clear_errors():
+    from neupims.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="multiple of n_heads"):
+        pim.neupims_mha_estimate_cycles([5], 100, 3, MEM)
+    with pytest.raises(ConfigError, match="rows and cols"):
+        pim.pim_gemv_cycles(0, 10, MEM)
+    with pytest.raises(ConfigError, match="pim.enabled"):
+        pim.mha_channel_cycles([5], 1, 64, load_hw("hbm2_neupims_dram"))
+    assert pim.mha_channel_cycles([], 1, 64, MEM).cycles == 0.0
+
+
+def test_memsim_cli_json(capsys):
+    rc = cli_main(
+        [
+            "memsim",
+            "--hw",
+            "hbm2_pim_neupims",
+            "--pattern",
+            "pim-gemv+stream-read",
+            "--requests",
+            "800",
+            "--gemv",
+            "256x1024",
+            "--json",
+            "--check",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["checker"] == "ok"
+    for key in (
+        "bandwidth_gbps",
+        "peak_gbps",
+        "commands",
+        "sim_seconds",
+        "wall_seconds",
+        "row_hits",
+        "row_misses",
+        "energy_j",
+    ):
+        assert key in out
+    assert out["peak_gbps"] == pytest.approx(1024.0)
+    assert out["commands"]["RD"] == 800 and out["energy_j"] > 0
+
+
+def test_memsim_cli_dual_beats_blocked(capsys):
+    res = {}
+    for flag in ("--dual-row-buffer", "--no-dual-row-buffer"):
+        cli_main(
+            [
+                "memsim",
+                "--hw",
+                "hbm2_pim_neupims",
+                "--pattern",
+                "pim-gemv+stream-read",
+                "--requests",
+                "800",
+                "--gemv",
+                "256x1024",
+                "--json",
+                flag,
+            ]
+        )
+        res[flag] = json.loads(capsys.readouterr().out)
+    assert res["--dual-row-buffer"]["sim_seconds"] < res["--no-dual-row-buffer"]["sim_seconds"]
+
+
+def test_memsim_cli_errors(capsys):
+    assert cli_main(["memsim", "--hw", "hbm2_neupims_dram", "--pattern", "pim-gemv"]) == 2
+    assert "pim.enabled" in capsys.readouterr().err
+    assert cli_main(["memsim", "--hw", "hbm2_pim_neupims", "--gemv", "axb"]) == 2
+    assert "ROWSxCOLS" in capsys.readouterr().err
