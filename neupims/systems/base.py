@@ -36,6 +36,9 @@ class SystemSpec(Spec):
     # chip between the two sub-batches, so only the first sub-batch reads them from HBM.
     # Needs SRAM >= one block's weights per device (100-450 MB for the GPT-3 models).
     sbi_weight_reuse: bool = False
+    # Without SBI, dual row buffers let the NPU's DMA load the Proj/FFN weights while the
+    # PIM runs the MHA (blocked mode cannot: the PIM holds the banks). Off = no prefetch.
+    prefetch_during_pim: bool = True
     lm_head: bool = True  # include the LM-head GEMM of the last pipeline stage
 
     def uses_sbi(self, batch: int) -> bool:

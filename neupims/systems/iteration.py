@@ -124,12 +124,28 @@ class NpuChain:
         )
 
 
-def _gemm(m: int, n: int, k: int, npu, mem_to_npu: float, mem, resident: bool = False) -> NpuChain:
-    """One GEMM; ``resident``: its weights are already on chip (no DMA)."""
+def _gemm(
+    m: int,
+    n: int,
+    k: int,
+    npu,
+    mem_to_npu: float,
+    mem,
+    resident: bool = False,
+    prefetched: float = 0.0,
+) -> NpuChain:
+    """One GEMM. ``resident``: its weights are already on chip (no DMA); ``prefetched``:
+    bytes of its weights already loaded by an earlier DMA (they still count as traffic)."""
     g = _gemm_cached(m, n, k, deps.config_key(npu), mem_to_npu, deps.config_key(mem))
-    if not resident:
+    if resident:
+        return dataclasses.replace(g, cycles=g.systolic, dma_bytes=0.0, dma_cycles=0.0)
+    if prefetched <= 0 or g.dma_bytes <= 0:
         return g
-    return dataclasses.replace(g, cycles=g.systolic, dma_bytes=0.0, dma_cycles=0.0)
+    left = max(0.0, 1.0 - prefetched / g.dma_bytes)
+    s = npu.systolic_array
+    first = s.rows + s.cols - 2 + max(npu_dev.gemm_tiles(m, n, k, npu).m_tile_rows, 4)
+    cycles = g.systolic if left == 0 else max(g.systolic, g.dma_cycles * left + first)
+    return dataclasses.replace(g, cycles=cycles)
 
 
 @lru_cache(maxsize=4096)
@@ -176,21 +192,41 @@ def qkv_chain(ctx: Ctx, b: int, resident: bool = False) -> NpuChain:
     return ch + NpuChain(wr_bytes=kv_write)
 
 
-def projffn_chain(ctx: Ctx, b: int, resident: bool = False) -> NpuChain:
+def projffn_chain(ctx: Ctx, b: int, resident: bool = False, prefetched: float = 0.0) -> NpuChain:
+    """Out-projection, all-reduce, add, LN, FFN up, GELU, FFN down, all-reduce, add.
+    ``prefetched`` bytes of weights were loaded during the MHA stage (dual row buffers),
+    allotted to the GEMMs in execution order."""
     llm, npu, r, mem = ctx.llm, ctx.npu, ctx.mem_to_npu, ctx.mem
     d, f = llm.d_model, llm.d_ff // ctx.tp
     ar = _link(allreduce_cycles(b * d * 2.0, ctx.tp, npu) if ctx.comm else 0.0)
+    gemms = []
+    left = prefetched
+    for n, k in ((d, ctx.heads * llm.head_dim), (f, d), (d, f)):
+        gemms.append(_gemm(b, n, k, npu, r, mem, resident, min(left, n * k * 2.0)))
+        left = max(0.0, left - n * k * 2.0)
     return (
-        _gemm(b, d, ctx.heads * llm.head_dim, npu, r, mem, resident)
+        gemms[0]
         + ar
         + _vec(b * d, 1, npu)
         + _vec(b * d, 8, npu)
-        + _gemm(b, f, d, npu, r, mem, resident)
+        + gemms[1]
         + _vec(b * f, 8, npu)
-        + _gemm(b, d, f, npu, r, mem, resident)
+        + gemms[2]
         + ar
         + _vec(b * d, 1, npu)
     )
+
+
+def prefetch_bytes(ctx: Ctx, mha: PimWork) -> float:
+    """Weight bytes the NPU can load while the PIM runs the MHA stage (no SBI): only with
+    dual row buffers (normal reads proceed beside PIM GEMVs; blocked mode holds the banks),
+    at the streaming rate, up to the half of the SRAM not used by the running op."""
+    if not (ctx.system.dual_row_buffer and ctx.system.prefetch_during_pim):
+        return 0.0
+    stage = max(float(mha.per_channel.max()), mha.softmax.cycles)
+    probe = 1e8
+    rate = probe / (npu_dev.stream_cycles_fn(ctx.mem)(probe) * ctx.mem_to_npu)  # bytes/cycle
+    return min(ctx.npu.sram_bytes / 2, stage * rate)
 
 
 def lm_head_chain(ctx: Ctx, b: int) -> NpuChain:
@@ -452,7 +488,9 @@ def _simulate(ctx: Ctx, seq_lens, ch_idx, sbi: bool, *, record: bool, periodic: 
         attn = pim_work(ctx, s, c) if ctx.system.attention == "pim" else npu_attention_chain(ctx, s)
         # What-if: the second sub-batch finds the block's weights still on chip.
         res = sbi and i == 1 and ctx.system.sbi_weight_reuse
-        sbs.append(SubBatch(s, c, qkv_chain(ctx, nb, res), projffn_chain(ctx, nb, res), attn))
+        pre = prefetch_bytes(ctx, attn) if (not sbi and isinstance(attn, PimWork)) else 0.0
+        pf = projffn_chain(ctx, nb, res, pre)
+        sbs.append(SubBatch(s, c, qkv_chain(ctx, nb, res), pf, attn))
     n_full = ctx.layers
     if periodic and n_full > 3:
         small = dataclasses.replace(ctx, layers=3)
