@@ -18,7 +18,7 @@ from neupims.experiments.store import ResultStore
 METRIC_COLS = ["point", "x", "y", "status", "value", "measured", "flops", "latency_s", "key"]
 
 
-def slow_experiment(tmp_path, n_x=6, sleep_s=0.12):
+def slow_experiment(tmp_path, n_x=6, sleep_s=0.08):
     xs = ", ".join(f"{1.0 + i}" for i in range(n_x))
     p = tmp_path / "slow.yaml"
     p.write_text(
