@@ -42,7 +42,12 @@ def test_committed_data_covers_the_issue_range(committed):
 
 def test_fitted_constants_match_the_committed_data(committed):
     rows, fitted = committed
-    assert fitted["sha256"] == hashlib.sha256(DATA.read_bytes()).hexdigest()
+    from neupims.devices import cpu as cpu_model
+
+    h = hashlib.sha256(DATA.read_bytes())
+    for mod in (cpu_model, cpu_fit):
+        h.update(Path(mod.__file__).read_bytes())
+    assert fitted["sha256"] == h.hexdigest(), "stale fit: run benchmarks/bench_cpu_crosscheck.py"
     # the recorded optimum is what those constants give on that data (not hand-edited)
     hw = _epyc_like()
     cfg = hw.model_copy(update={"efficiency": fitted["efficiency"]})

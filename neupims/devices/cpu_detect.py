@@ -213,14 +213,19 @@ def signature(model_name: str, cores: int) -> str:
 
 def fitted_efficiency(cfg: CpuConfig, csv_path: Path) -> dict[str, float]:
     """Constants fitted to ``csv_path``. The fit is cached in ``fitted_<signature>.json``
-    beside it, keyed by the CSV's SHA-256, and redone whenever the data changes."""
+    beside it, keyed by the SHA-256 of the CSV and of the model's source (``cpu.py``,
+    ``cpu_fit.py``), and redone whenever either changes."""
     import hashlib
     import json
 
     from neupims.atomic import atomic_write_text
+    from neupims.devices import cpu as cpu_model
     from neupims.devices import cpu_fit
 
-    digest = hashlib.sha256(csv_path.read_bytes()).hexdigest()
+    h = hashlib.sha256(csv_path.read_bytes())
+    for mod in (cpu_model, cpu_fit):  # a model change invalidates the cached fit
+        h.update(Path(mod.__file__).read_bytes())
+    digest = h.hexdigest()
     cache = csv_path.with_name(csv_path.name.replace("measured_", "fitted_")).with_suffix(".json")
     try:
         data = json.loads(cache.read_text())
