@@ -295,6 +295,9 @@ def calibrate(
         raise ConfigError(f"calibrate fits GPU configs; {getattr(hw, 'name', hw)} is not one")
     groups = GROUPS if groups is None else groups
     eff = {**DEFAULTS, "launch_us": hw.launch_overhead_us, **hw.efficiency}
+    # every fit starts from the same defaults, so a calibration does not depend on the
+    # values a config held before (re-running it gives the same constants)
+    eff.update({n: DEFAULTS[n] for names in groups.values() for n in names if n in DEFAULTS})
     n_fit: dict[str, int] = {}
     for group, names in groups.items():
         train = [s for s in samples if s.group == group and not s.holdout]

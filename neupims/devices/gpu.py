@@ -202,7 +202,8 @@ class GpuModel(DeviceModel):
             per_sm = max(1, min(4, int(hw.smem_per_sm_bytes // smem)))
             slots = sms * per_sm
             split = 1
-            if n_tiles < slots:
+            # FlashDecoding++'s flat GEMM runs its K tiles in sequence inside a block
+            if n_tiles < slots and (tm, tn) not in FLAT_TILES:
                 split = max(1, min(slots // n_tiles, math.ceil(k / (4 * tile_k))))
             ctas = n_tiles * split
             waves = math.ceil(ctas / slots)
@@ -216,8 +217,11 @@ class GpuModel(DeviceModel):
             l2 = batch * (a_bytes * math.ceil(n / tn) + b_bytes * math.ceil(m / tm))
             t_l2 = l2 / e["l2_multicast"] / self.l2_bw
             t = max(t_compute, t_dram, t_l2)
-            if best is None or t < best.latency_s:
-                useful = (m * n * k * batch) / (n_tiles * tm * tn * k_cta * split)
+            useful = (m * n * k * batch) / (n_tiles * tm * tn * k_cta * split)
+            # among (near) ties, the tile that wastes the least MMA work (a heuristic
+            # that pads less also draws less power)
+            if (best is None or t < best.latency_s * 0.995
+                    or (t <= best.latency_s * 1.005 and useful > best.useful_fraction)):  # fmt: skip
                 best = GemmPlan(t, (tm, tn), split, waves, ctas, t_compute, t_dram, t_l2,
                                 dram, useful)  # fmt: skip
         assert best is not None

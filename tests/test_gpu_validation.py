@@ -1,0 +1,68 @@
+"""Replay the committed H100 measurements (validation/h100/) through the calibrated H100
+config and assert the errors that docs/gpu.md reports, on the fitted part and on the
+held-out third. Targets of issue 5: GEMM/GEMV and attention <= 10 %, conv <= 15 %,
+end to end <= 5 %. Where the model misses a target the bound asserted here is the
+measured miss (docs/gpu.md, "Divergences"), so a regression still fails the test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from neupims.calibrate import error_report, load_measurements
+from neupims.config import load_hw
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = [ROOT / "validation/h100" / f for f in ("ops.csv", "ops_big_m.csv", "e2e.csv")]
+
+#: group -> MAPE bound (%) asserted on the fitted part, the held-out part and all samples
+BOUNDS = {
+    "gemm": 10.0,  # target 10
+    "attention": 10.0,  # target 10
+    "e2e_graph": 5.0,  # target 5 (GPU time of a step: CUDA-graph replay)
+    "conv": 18.0,  # target 15: missed, 17.3 % measured (docs/gpu.md)
+    "e2e_eager": 6.5,  # target 5: met on all and held out, 5.9 % on the fitted part
+    "quant": 10.0,  # no target; int4 tinygemm
+    "elementwise": 20.0,  # no target
+}
+
+
+@pytest.fixture(scope="module")
+def report():
+    samples = load_measurements(FILES)
+    assert len([s for s in samples if s.kind == "op"]) >= 300
+    return {r["group"]: r for r in error_report(load_hw("h100_sxm"), samples)}
+
+
+@pytest.mark.parametrize("group", sorted(BOUNDS))
+@pytest.mark.parametrize("split", ["fit", "holdout", "all"])
+def test_error_within_bound(report, group, split):
+    r = report[group]
+    assert r["n"] >= 30
+    assert r[f"mape_{split}"] <= BOUNDS[group], (group, split, r)
+
+
+def test_held_out_third_is_a_third():
+    samples = load_measurements(FILES)
+    frac = sum(s.holdout for s in samples) / len(samples)
+    assert 0.28 < frac < 0.38
+    # deterministic: the same sample is held out on every load
+    again = load_measurements(FILES)
+    assert [s.holdout for s in samples] == [s.holdout for s in again]
+
+
+def test_committed_rows_record_the_device_and_libraries():
+    import csv
+
+    with open(FILES[0], newline="") as fh:
+        row = next(csv.DictReader(fh))
+    assert "H100" in row["device"]
+    assert row["torch"] and row["cuda"] and row["cudnn"]
+
+
+def test_config_records_its_calibration_provenance():
+    hw = load_hw("h100_sxm")
+    assert "neupims calibrate" in hw.efficiency_provenance
+    assert "held out" in hw.efficiency_provenance
+    assert {"tc_eff", "dram_eff", "attn_tc_eff", "host_op_us"} <= set(hw.efficiency)
