@@ -175,3 +175,17 @@ def test_memsim_cli_errors(capsys):
     assert "pim.enabled" in capsys.readouterr().err
     assert cli_main(["memsim", "--hw", "hbm2_pim_neupims", "--gemv", "axb"]) == 2
     assert "ROWSxCOLS" in capsys.readouterr().err
+
+
+def test_all_channels_at_once_equals_per_channel_calls():
+    rng = np.random.default_rng(5)
+    seq = rng.integers(0, 2100, 200)
+    ch = rng.integers(0, 32, 200)
+    allc = pim.mha_channels_cycles(seq, ch, 12, 128, MEM)
+    for c in range(32):
+        one = pim.mha_channel_cycles(seq[ch == c], 12, 128, MEM)
+        assert allc.cycles[c] == one.cycles
+        assert allc.energy_j[c] == pytest.approx(one.energy_j)
+        for name, v in one.commands.items():
+            assert allc.commands[name][c] == v
+    assert pim.mha_channels_cycles(seq, ch, 12, 128, MEM) is allc  # memoised per batch

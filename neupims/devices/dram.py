@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
+
 from neupims.errors import ConfigError
 
 #: Commands whose energy is accounted elsewhere or is negligible (no IDD entry): the PIM
@@ -67,9 +69,11 @@ def dram_energy_j(
     background VDD * (IDD3N when a bank is open, ``active_fraction`` of the time, else IDD2N),
     times ``power.dual_buffer_background_x`` with dual row buffers, plus one all-bank refresh
     per rank per tREFI elapsed. ``channels`` defaults to all channels of ``mem``.
-    Unknown command names raise :class:`ConfigError`.
+    Unknown command names raise :class:`ConfigError`. Counts and ``duration_s`` may be
+    NumPy arrays (one entry per channel, say); the result then is an array too.
     """
-    if duration_s < 0 or not math.isfinite(duration_s):
+    dur = np.asarray(duration_s, dtype=np.float64)
+    if not np.all(np.isfinite(dur)) or np.any(dur < 0):
         raise ConfigError(f"dram_energy_j: duration_s must be finite and >= 0, got {duration_s}")
     if not 0.0 <= active_fraction <= 1.0:
         raise ConfigError(
@@ -80,7 +84,7 @@ def dram_energy_j(
     for name, count in commands.items():
         if name in per:
             if name != "REF":
-                pj += per[name] * count
+                pj = pj + per[name] * np.asarray(count, dtype=np.float64)
         elif name not in ZERO_ENERGY_COMMANDS:
             raise ConfigError(
                 f"dram_energy_j: unknown command {name!r}; expected one of "
@@ -89,13 +93,14 @@ def dram_energy_j(
     p, t = mem.power, mem.timing
     n_ch = mem.organization.channels if channels is None else channels
     ranks = n_ch * mem.organization.ranks
-    ns = duration_s * 1e9
+    ns = dur * 1e9
     idd_bg = active_fraction * p.idd3n_ma + (1.0 - active_fraction) * p.idd2n_ma
     bg = p.vdd_v * idd_bg * ns * ranks
     if dual_row_buffer:
-        bg *= p.dual_buffer_background_x
+        bg = bg * p.dual_buffer_background_x
     refreshes = ns / (t.tREFI * t.tck_ns) * ranks
-    return (pj + bg + refreshes * per["REF"]) * 1e-12
+    out = (pj + bg + refreshes * per["REF"]) * 1e-12
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def refresh_factor(mem) -> float:

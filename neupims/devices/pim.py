@@ -282,10 +282,7 @@ def _classes_cycles(
     for (k, n), (count, tiles) in classes.items():
         if count <= 0 or tiles <= 0:
             continue
-        work = tccd_l * max(k, MIN_COMP_SLOTS) + pt.rr_gap * (n - 1)
-        back = pt.back_bound - work
-        gap_plain = max(pt.pre_plain, back) + pt.open_to_gemv
-        gap_gw = max(max(pt.pre_gwrite, back) + pt.open_to_gemv, pt.gw_to_gemv)
+        work, gap_plain, gap_gw = (int(x) for x in _tile_parts(k, n, pt, tccd_l))
         # each group: its tiles, a plain boundary between two of them, then one GWRITE
         # boundary before the next group
         base += tiles * work + (tiles - count) * gap_plain + count * gap_gw
@@ -323,6 +320,28 @@ def _classes_cycles(
     return float(cycles), {c: v for c, v in cmds.items() if v}
 
 
+class _MemToken:
+    """Hashes by identity (a pydantic config hashes all its fields on every call)."""
+
+    __slots__ = ("mem",)
+
+    def __init__(self, mem):
+        self.mem = mem
+
+    def __getattr__(self, name):
+        return getattr(self.mem, name)
+
+
+_TOKENS: dict[int, _MemToken] = {}
+
+
+def _mem_token(mem) -> _MemToken:
+    tok = _TOKENS.get(id(mem))
+    if tok is None or tok.mem is not mem:
+        tok = _TOKENS[id(mem)] = _MemToken(mem)
+    return tok
+
+
 def _resolve_dual(mem, dual_row_buffer: bool | None) -> bool:
     return mem.pim.dual_row_buffer if dual_row_buffer is None else bool(dual_row_buffer)
 
@@ -343,62 +362,170 @@ def mha_channel_cycles(
         raise ConfigError(
             f"mha_channel_cycles: n_heads and d_head must be positive, got {n_heads}, {d_head}"
         )
-    key = tuple(int(s) for s in np.asarray(seq_lens, dtype=np.int64).ravel())
-    if any(s < 0 for s in key):
+    if isinstance(seq_lens, tuple) and all(type(x) is int for x in seq_lens):
+        key = seq_lens
+    else:
+        key = tuple(int(x) for x in np.asarray(seq_lens, dtype=np.int64).ravel())
+    if any(x < 0 for x in key):
         raise ConfigError("mha_channel_cycles: sequence lengths must be >= 0")
-    return _mha_cached(key, n_heads, d_head, mem, _resolve_dual(mem, dual_row_buffer))
-
-
-def mha_classes(seq_lens, n_heads: int, d_head: int, mem):
-    """:func:`mha_program` of all requests aggregated as {(k, n_results): [vector groups,
-    tiles]} plus the (k, n_results) of the final group in issue order."""
-    b, p = mem.banks_per_channel, _row_elems(mem)
-    mult = mem.pim.multipliers_per_bank
-    e = n_heads * d_head
-    t2 = -(-d_head // b)
-    k_full = p // mult
-    classes: dict[tuple[int, int], list[int]] = {}
-    k_acc = [
-        classes.setdefault(
-            (-(-min(p, e - a) // mult), _heads_in(a, a + min(p, e - a), d_head)), [0, 0]
-        )
-        for a in range(0, e, p)
-    ]
-    last = None
-    n_req = t1_sum = full_sum = 0
-    for s in seq_lens:
-        if s <= 0:
-            continue
-        n_req += 1
-        t1_sum += -(-s // b)
-        full, rest = divmod(s, p)
-        full_sum += full
-        last = (k_full, 1)
-        if rest:
-            last = (-(-rest // mult), 1)
-            acc = classes.setdefault(last, [0, 0])
-            acc[0] += n_heads
-            acc[1] += n_heads * t2
-    for acc in k_acc:  # K^T q: one group per E chunk per request, ceil(s/B) tiles each
-        acc[0] += n_req
-        acc[1] += t1_sum
-    if full_sum:  # s.V over whole 512-token rows
-        acc = classes.setdefault((k_full, 1), [0, 0])
-        acc[0] += full_sum * n_heads
-        acc[1] += full_sum * n_heads * t2
-    return classes, last
+    return _mha_cached(key, n_heads, d_head, _mem_token(mem), _resolve_dual(mem, dual_row_buffer))
 
 
 @lru_cache(maxsize=8192)
-def _mha_cached(key: tuple[int, ...], n_heads: int, d_head: int, mem, dual: bool) -> PimMhaCost:
-    if not any(key):
-        return PimMhaCost(cycles=0.0, commands={}, energy_j=0.0)
-    classes, last = mha_classes(key, n_heads, d_head, mem)
-    cycles, cmds = _classes_cycles(classes, last, mem)
-    energy = dram_energy_j(
-        cmds, mem, cycles * mem.timing.tck_ns * 1e-9, dual_row_buffer=dual, channels=1
+def _mha_cached(key: tuple[int, ...], n_heads: int, d_head: int, tok, dual: bool) -> PimMhaCost:
+    mem = tok.mem
+    r = mha_channels_cycles(
+        key,
+        np.zeros(len(key), dtype=np.int64),
+        n_heads,
+        d_head,
+        mem,
+        dual_row_buffer=dual,
+        channels=1,
     )
-    return PimMhaCost(cycles=cycles, commands=cmds, energy_j=energy)
+    cmds = {c: int(v[0]) for c, v in r.commands.items() if v[0]}
+    return PimMhaCost(cycles=float(r.cycles[0]), commands=cmds, energy_j=float(r.energy_j[0]))
+
+
+@dataclass(frozen=True)
+class PimMhaChannels:
+    """MHA of one layer on every channel: arrays indexed by channel.
+
+    cycles: memory cycles per channel (0 where no request); commands: command name -> counts
+    per channel; energy_j: joules per channel (commands plus that channel's background over
+    its own cycles).
+    """
+
+    cycles: np.ndarray
+    commands: dict[str, np.ndarray]
+    energy_j: np.ndarray
+
+
+def _tile_parts(k, n, pt: _PimTiming, tccd_l: int):
+    """(work, plain gap, GWRITE gap) of tiles with k COMPs and n READRES (arrays or ints)."""
+    work = tccd_l * np.maximum(k, MIN_COMP_SLOTS) + pt.rr_gap * (n - 1)
+    back = pt.back_bound - work
+    gap_plain = np.maximum(pt.pre_plain, back) + pt.open_to_gemv
+    gap_gw = np.maximum(np.maximum(pt.pre_gwrite, back) + pt.open_to_gemv, pt.gw_to_gemv)
+    return work, gap_plain, gap_gw
+
+
+def mha_channels_cycles(
+    seq_lens,
+    ch_idx,
+    n_heads: int,
+    d_head: int,
+    mem,
+    *,
+    dual_row_buffer: bool | None = None,
+    channels: int | None = None,
+) -> PimMhaChannels:
+    """Fast path for every channel at once: request i (``seq_lens[i]``) sits on channel
+    ``ch_idx[i]``; each channel runs its requests in the given order (as
+    :func:`mha_channel_cycles` does for one channel, with the same result), vectorised over
+    requests with NumPy. ``channels`` defaults to ``mem.organization.channels``."""
+    _check_pim(mem)
+    if n_heads <= 0 or d_head <= 0:
+        raise ConfigError(
+            f"mha_channel_cycles: n_heads and d_head must be positive, got {n_heads}, {d_head}"
+        )
+    nch = mem.organization.channels if channels is None else channels
+    s = np.asarray(seq_lens, dtype=np.int64).ravel()
+    ch = np.asarray(ch_idx, dtype=np.int64).ravel()
+    dual = _resolve_dual(mem, dual_row_buffer)
+    # every layer of a decode step sees the same batch: memoise on the batch's bytes
+    key = (s.tobytes(), ch.tobytes(), n_heads, d_head, _mem_token(mem), dual, nch)
+    hit = _CHANNELS_CACHE.get(key)
+    if hit is None:
+        if len(_CHANNELS_CACHE) >= 256:
+            _CHANNELS_CACHE.clear()
+        hit = _CHANNELS_CACHE[key] = _mha_channels(s, ch, n_heads, d_head, mem, dual, nch)
+    return hit
+
+
+_CHANNELS_CACHE: dict[tuple, PimMhaChannels] = {}
+
+
+def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch) -> PimMhaChannels:
+    if s.shape != ch.shape:
+        raise ConfigError(f"seq_lens ({s.size}) and ch_idx ({ch.size}) differ in length")
+    if s.size and (s.min() < 0 or ch.min() < 0 or ch.max() >= nch):
+        raise ConfigError(f"sequence lengths must be >= 0 and channels in 0..{nch - 1}")
+    keep = s > 0
+    s, ch = s[keep], ch[keep]
+    pt = _pim_timing(mem)
+    tccd_l = mem.timing.tCCD_L
+    b, p = mem.banks_per_channel, _row_elems(mem)
+    mult = mem.pim.multipliers_per_bank
+    h = n_heads
+    e = n_heads * d_head
+    # K^T q: per E chunk one vector group of ceil(s/B) tiles
+    starts = np.arange(0, e, p)
+    lens = np.minimum(p, e - starts)
+    k_c = -(-lens // mult)
+    n_c = (starts + lens - 1) // d_head - starts // d_head + 1
+    w_c, gp_c, gg_c = _tile_parts(k_c, n_c, pt, tccd_l)
+    n_chunks = starts.size
+    t1 = -(-s // b)
+    # s.V: per head and 512-token row one vector group of ceil(d/B) tiles
+    t2 = -(-d_head // b)
+    k_full = p // mult
+    full, rest = np.divmod(s, p)
+    has_rest = (rest > 0).astype(np.int64)
+    k_r = -(-rest // mult)
+    w_f, gp_f, gg_f = _tile_parts(k_full, 1, pt, tccd_l)
+    w_r, gp_r, gg_r = _tile_parts(k_r, 1, pt, tccd_l)
+    contrib = (
+        t1 * w_c.sum()
+        + (t1 - 1) * gp_c.sum()
+        + gg_c.sum()
+        + full * h * (t2 * w_f + (t2 - 1) * gp_f + gg_f)
+        + has_rest * h * (t2 * w_r + (t2 - 1) * gp_r + gg_r)
+    )
+    tiles = n_chunks * t1 + (full + has_rest) * h * t2
+
+    def per_ch(x):
+        return np.bincount(ch, weights=x, minlength=nch).astype(np.int64)
+
+    idx = np.arange(s.size)
+    last = np.full(nch, -1, dtype=np.int64)
+    np.maximum.at(last, ch, idx)
+    used = last >= 0
+    li = last[used]
+    # the final group of a channel: its last request's last s.V group
+    gg_last = np.where(has_rest[li] > 0, gg_r[li], gg_f)
+    gp_last = np.where(has_rest[li] > 0, gp_r[li], gp_f)
+    w_last = np.where(has_rest[li] > 0, w_r[li], w_f)
+    base = np.zeros(nch, dtype=np.int64)
+    base[used] = pt.start_to_gemv + pt.tail + per_ch(contrib)[used] - gg_last
+    n_tiles = per_ch(tiles)
+    boundaries = np.maximum(n_tiles - 1, 0)
+    last_tile = np.zeros(nch, dtype=np.int64)
+    last_tile[used] = gp_last - pt.pre_plain - 1 + w_last + pt.tail
+    # refresh at tile boundaries (see _classes_cycles)
+    n_ref = np.zeros(nch, dtype=np.int64)
+    while True:
+        horizon = base + n_ref * pt.trfc - last_tile
+        nxt = np.minimum(np.maximum(horizon // pt.trefi, 0), boundaries)
+        grow = nxt > n_ref
+        if not grow.any():
+            break
+        n_ref = np.where(grow, nxt, n_ref)
+    cycles = (base + n_ref * pt.trfc).astype(np.float64)
+    h_groups = (full + has_rest) * h
+    cmds = {
+        "P_HEADER": n_tiles,
+        "GWRITE": per_ch(n_chunks + h_groups),
+        "PIM_PRECHARGE": n_tiles,
+        "G_ACT": n_tiles * pt.gact_count,
+        "PIM_GEMV": n_tiles,
+        "COMP": per_ch(t1 * k_c.sum() + (full * k_full + has_rest * k_r) * h * t2),
+        "READRES": per_ch(t1 * n_c.sum() + h_groups * t2),
+        "REF": n_ref * mem.organization.ranks,
+    }
+    tck = mem.timing.tck_ns * 1e-9
+    energy = dram_energy_j(cmds, mem, cycles * tck, dual_row_buffer=dual, channels=1)
+    return PimMhaChannels(cycles=cycles, commands=cmds, energy_j=energy)
 
 
 def pim_gemv_cycles(rows: int, cols: int, mem) -> float:

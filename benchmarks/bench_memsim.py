@@ -1,0 +1,161 @@
+"""Speed and agreement of the HBM/PIM models. Prints, does not assert.
+
+1. Command-level model: DRAM commands simulated per wall second (target >= 300,000) on
+   stream-read, random-read, PIM GEMV, MHA and PIM GEMV + stream-read, one core.
+2. Fast path vs command-level model: worst relative error over random MHA/GEMV shapes.
+3. Fast path: wall time for all MHA of one GPT-3 175B decode iteration at batch 512
+   (TP 8 x PP 4 as in NEUPIMS.md section 11: 12 heads of 128 per device, 96 layers, 32
+   channels), cold (every layer recomputed) and as a caller sees it (memoised).
+
+Run: ``.venv/bin/python benchmarks/bench_memsim.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from neupims.config import load_hw
+from neupims.devices import hbm_channel as H
+from neupims.devices import pim
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/neupims"
+
+
+def command_speed(mem, quick: bool) -> None:
+    scale = 4 if quick else 1
+    gemv = pim.gemv_program(1024 // scale, 4096, mem)
+    mha = [g for s in (300, 700, 1200) for g in pim.mha_program(s // scale, 8, 128, mem)]
+    cases = [
+        ("stream-read", H.stream_requests(40000 // scale, mem), []),
+        ("random-read", H.random_requests(10000 // scale, mem, seed=1), []),
+        ("pim-gemv 1024x4096", [], H.tiles_of(gemv)),
+        ("mha 3 requests x 8 heads", [], H.tiles_of(mha)),
+        (
+            "pim-gemv+stream-read",
+            H.stream_requests(10000 // scale, mem, start_row=2000),
+            H.tiles_of(gemv),
+        ),
+    ]
+    total_cmd = total_wall = 0.0
+    print("command-level model (one channel, refresh on):")
+    for name, reqs, tiles in cases:
+        t0 = time.perf_counter()
+        stats, _ = H.simulate(mem, reqs, tiles)
+        wall = time.perf_counter() - t0
+        n = sum(v for k, v in stats.commands.items() if k != "COMP")
+        total_cmd += n
+        total_wall += wall
+        print(
+            f"  {name:28s} {n:8d} commands {stats.cycles:9d} cycles "
+            f"{wall:6.3f} s  {n / wall:10,.0f} commands/s"
+        )
+    print(
+        f"  {'all':28s} {int(total_cmd):8d} commands {'':16s}{total_wall:6.3f} s  "
+        f"{total_cmd / total_wall:10,.0f} commands/s  (target >= 300,000)"
+    )
+
+
+def agreement(mem, quick: bool) -> None:
+    rng = np.random.default_rng(7)
+    worst = (0.0, None)
+    n = 20 if quick else 60
+    for _ in range(n):
+        seq = [int(x) for x in rng.integers(1, 1500, int(rng.integers(1, 5)))]
+        h = int(rng.choice([1, 2, 4, 8, 12]))
+        d = int(rng.choice([64, 96, 128]))
+        groups = [g for s in seq for g in pim.mha_program(s, h, d, mem)]
+        ref, _ = H.simulate(mem, (), H.tiles_of(groups))
+        err = pim.mha_channel_cycles(seq, h, d, mem).cycles / ref.cycles - 1
+        if abs(err) >= abs(worst[0]):
+            worst = (err, f"MHA seq={seq} heads={h} d={d}")
+    for rows, cols in ((32, 512), (100, 700), (1024, 1024), (2048, 4096), (64, 8192)):
+        ref, _ = H.simulate(mem, (), H.tiles_of(pim.gemv_program(rows, cols, mem)))
+        err = pim.pim_gemv_cycles(rows, cols, mem) / ref.cycles - 1
+        if abs(err) >= abs(worst[0]):
+            worst = (err, f"GEMV {rows}x{cols}")
+    print(
+        f"fast path vs command level over {n + 5} shapes: worst {100 * worst[0]:+.3f} % "
+        f"({worst[1]})"
+    )
+
+
+def _batch(mem):
+    """512 (seq_len, channel) pairs: the released NeuPIMs ShareGPT snapshot (GMLBP) if it is
+    here, else ShareGPT lengths sampled (input + a uniform share of output, cap 2048) and
+    placed round-robin."""
+    ref = REFERENCE / "share-gpt2-bs512-ms7B-tp4-clb-0.csv"
+    if ref.exists():
+        data = np.loadtxt(ref, delimiter=",", skiprows=1, dtype=np.int64)
+        return data[:, 0], data[:, 1], ref.name
+    from neupims.workloads.datasets import sample_requests
+
+    i, o = sample_requests("sharegpt", 512, seed=0)
+    rng = np.random.default_rng(0)
+    s = np.minimum(i + (rng.random(512) * o).astype(np.int64), 2048)
+    return s, np.arange(512) % mem.organization.channels, "sampled ShareGPT, round-robin"
+
+
+def gpt3_175b(mem) -> None:
+    seq, ch, src = _batch(mem)
+    heads, d_head, layers = 96 // 8, 128, 96
+    nch = mem.organization.channels
+    per_ch = [tuple(int(x) for x in seq[ch == c]) for c in range(nch)]
+    t0 = time.perf_counter()
+    for _ in range(layers):
+        pim._CHANNELS_CACHE.clear()
+        vec = pim.mha_channels_cycles(seq, ch, heads, d_head, mem)
+    t_vec = time.perf_counter() - t0
+    pim._CHANNELS_CACHE.clear()
+    t0 = time.perf_counter()
+    for _ in range(layers):
+        pim.mha_channels_cycles(seq, ch, heads, d_head, mem)
+    t_vec_memo = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(layers):
+        pim._mha_cached.cache_clear()
+        cold = [pim.mha_channel_cycles(s, heads, d_head, mem) for s in per_ch]
+    t_cold = time.perf_counter() - t0
+    pim._mha_cached.cache_clear()
+    t0 = time.perf_counter()
+    for _ in range(layers):
+        [pim.mha_channel_cycles(s, heads, d_head, mem) for s in per_ch]
+    t_memo = time.perf_counter() - t0
+    assert np.allclose(vec.cycles, [c.cycles for c in cold])
+    cyc = np.array([c.cycles for c in cold])
+    est = np.array(
+        [pim.neupims_mha_estimate_cycles(s, heads * d_head, heads, mem).sum() for s in per_ch]
+    )
+    print(
+        f"GPT-3 175B decode, batch 512 ({src}), {heads} heads x {d_head} per device, "
+        f"{layers} layers x {nch} channels = {layers * nch} channel calls:"
+    )
+    print(
+        f"  mha_channels_cycles (all channels per call), memoised:    {1e3 * t_vec_memo:7.1f} ms"
+        "  (target < 50 ms)"
+    )
+    print(f"  mha_channels_cycles (all channels per call), every layer: {1e3 * t_vec:7.1f} ms")
+    print(f"  mha_channel_cycles per channel, every layer recomputed:  {1e3 * t_cold:7.1f} ms")
+    print(f"  mha_channel_cycles per channel, memoised across layers:  {1e3 * t_memo:7.1f} ms")
+    print(
+        f"  MHA stage per layer (max channel): {cyc.max():,.0f} cycles "
+        f"(max/mean {cyc.max() / cyc.mean():.2f}); Algorithm 1 estimate {est.max():,.0f} "
+        f"(model/estimate {cyc.max() / est.max():.3f})"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="smaller runs")
+    args = ap.parse_args()
+    mem = load_hw("hbm2_pim_neupims")
+    command_speed(mem, args.quick)
+    agreement(mem, args.quick)
+    gpt3_175b(mem)
+
+
+if __name__ == "__main__":
+    main()
