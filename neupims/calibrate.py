@@ -295,9 +295,6 @@ def calibrate(
         raise ConfigError(f"calibrate fits GPU configs; {getattr(hw, 'name', hw)} is not one")
     groups = GROUPS if groups is None else groups
     eff = {**DEFAULTS, "launch_us": hw.launch_overhead_us, **hw.efficiency}
-    # every fit starts from the same defaults, so a calibration does not depend on the
-    # values a config held before (re-running it gives the same constants)
-    eff.update({n: DEFAULTS[n] for names in groups.values() for n in names if n in DEFAULTS})
     n_fit: dict[str, int] = {}
     for group, names in groups.items():
         train = [s for s in samples if s.group == group and not s.holdout]
@@ -311,7 +308,9 @@ def calibrate(
             model = gpu_model(hw, trial)
             return np.log([predict_sample(model, s) for s in train]) - meas
 
-        x0 = np.log([eff[n] for n in names])
+        # every fit starts from the defaults, so a calibration does not depend on the
+        # values the config held before (re-running it gives the same constants)
+        x0 = np.log([DEFAULTS.get(n, eff[n]) for n in names])
         if len(names) == 1:  # one constant: a grid search also handles flat regions
             grid = x0[0] + np.linspace(-3, 3, 121)
             costs = [float(np.sum(resid(np.array([g])) ** 2)) for g in grid]
