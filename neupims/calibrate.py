@@ -33,7 +33,15 @@ from neupims.ops import Conv2d, Op, dtype_bytes, op_from_row
 
 #: constants fitted per group, in fitting order; each group is fitted on its own samples
 GROUPS: dict[str, tuple[str, ...]] = {
-    "gemm": ("tc_eff", "simt_eff", "tile_alpha", "dram_eff", "gemm_fixed_us", "l2_multicast"),
+    "gemm": (
+        "tc_eff",
+        "simt_eff",
+        "tile_alpha",
+        "dram_eff",
+        "gemm_fixed_us",
+        "l2_multicast",
+        "streamk_fixup",
+    ),
     "attention": ("attn_tc_eff", "attn_fixed_us", "attn_dram_eff", "attn_token_ns"),
     "elementwise": (
         "ew_fixed_us",

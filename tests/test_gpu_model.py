@@ -32,10 +32,14 @@ def test_wave_quantisation_one_tile_past_the_sms_costs_a_second_wave(h100):
     # one fixed 128x128 tile: 132 tiles fill the 132 SMs once, 133 need a second wave
     m = gpu_model(h100)
     k = 65536
-    one = m.gemm_plan(128 * 132, 128, k, 1, "fp16", tiles=((128, 128),))
-    two = m.gemm_plan(128 * 133, 128, k, 1, "fp16", tiles=((128, 128),))
+    one = m.gemm_plan(128 * 132, 128, k, 1, "fp16", tiles=((128, 128),), stream_k=False)
+    two = m.gemm_plan(128 * 133, 128, k, 1, "fp16", tiles=((128, 128),), stream_k=False)
     assert (one.waves, two.waves) == (1, 2)
     assert two.t_compute == pytest.approx(2 * one.t_compute)
+    # stream-K spreads the one extra tile's work over all SMs, for a fix-up cost
+    sk = m.gemm_plan(128 * 133, 128, k, 1, "fp16", tiles=((128, 128),))
+    fix = m.eff["streamk_fixup"]
+    assert sk.t_compute == pytest.approx(133 / 132 * one.t_compute * (1 + fix))
 
 
 def test_flat_gemm_splits_k_and_is_memory_bound(model):

@@ -56,6 +56,7 @@ DEFAULTS: dict[str, float] = {
     "dram_eff": 0.85,  # achieved fraction of HBM bandwidth by streaming GEMM operands
     "gemm_fixed_us": 8.0,  # per-GEMM fixed time: launch, prologue, pipeline fill, epilogue
     "l2_multicast": 2.0,  # A/B panel loads shared by a CTA cluster (TMA multicast)
+    "streamk_fixup": 0.1,  # stream-K: extra time per tile for reducing split tiles
     # attention
     "attn_tc_eff": 0.6,  # FlashAttention main loop (QK^T, softmax, PV) fraction of peak
     "attn_fixed_us": 8.0,
@@ -171,6 +172,7 @@ class GpuModel(DeviceModel):
         tiles: tuple[tuple[int, int], ...] | None = None,
         weight_bytes: float | None = None,
         a_dram_bytes: float | None = None,
+        stream_k: bool = True,
     ) -> GemmPlan:
         """Best tile plan for ``batch`` GEMMs C[m,n] = A[m,k] B[k,n] of ``dtype``.
 
@@ -179,7 +181,8 @@ class GpuModel(DeviceModel):
         ``extra_bytes`` adds DRAM traffic (layout transforms, workspaces);
         ``weight_bytes`` replaces the B-operand bytes (quantised weights);
         ``a_dram_bytes`` replaces the A operand's DRAM bytes (an implicit GEMM gathers its
-        virtual A from a smaller tensor; its L2-to-SM panel traffic is unchanged).
+        virtual A from a smaller tensor; its L2-to-SM panel traffic is unchanged);
+        ``stream_k`` lets a partial last wave be spread over all SMs (stream-K).
         """
         hw, e = self.hw, self.eff
         if unit is None:
@@ -209,7 +212,12 @@ class GpuModel(DeviceModel):
             waves = math.ceil(ctas / slots)
             k_cta = math.ceil(math.ceil(k / split) / tile_k) * tile_k
             cta_flops = 2.0 * tm * tn * k_cta
-            t_compute = waves * cta_flops / (rate_sm * self.tile_eff(tm, tn) / per_sm)
+            t_cta = cta_flops / (rate_sm * self.tile_eff(tm, tn) / per_sm)
+            t_compute = waves * t_cta
+            if stream_k and waves > 1 and ctas % slots:
+                # stream-K (Hopper cuBLAS/CUTLASS): the last, partial wave's work is spread
+                # over all SMs, paying a fix-up (partial tiles reduced) per tile
+                t_compute = min(t_compute, ctas / slots * t_cta * (1 + e["streamk_fixup"]))
             partial = (split - 1) * 2.0 * m * n * 4 * batch if split > 1 else 0.0
             a_dram = a_bytes if a_dram_bytes is None else a_dram_bytes
             dram = batch * (a_dram + b_bytes + c_bytes) + partial + extra_bytes
