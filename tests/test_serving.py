@@ -63,6 +63,15 @@ def test_preemption_keeps_capacity_when_channels_are_tiny():
     assert st.max_tiles_used_fraction <= 1.0
 
 
+def test_steady_start_fills_slots_mid_request():
+    srv = Server(ctx_for(), "sharegpt", 128, seed=8)
+    srv.start_steady()
+    act = srv.ch >= 0
+    assert act.all()
+    assert (srv.gen < srv.out).all() and srv.gen.mean() > 20  # requests part-way through
+    check_kv(srv)
+
+
 def test_requests_end_at_max_seq_len():
     srv = Server(ctx_for(), "sharegpt", 32, seed=6, max_seq_len=64)
     for _ in range(200):
@@ -99,5 +108,10 @@ def test_serving_kind_point():
     row = kind.run_point(cfg)
     assert row["tokens"] == 64 and row["parallelism"] == "TP4 PP2"
     assert set(kind.metrics) <= set(row)
+    frac = {}
+    for kv in ("stage", "model"):
+        cfg = kind.schema(batch=32, warmup=5, iterations=1, model="gpt3-13b", pp=2, kv_layers=kv)
+        frac[kv] = kind.run_point(cfg)["max_kv_tiles_used_fraction"]
+    assert frac["model"] > 1.5 * frac["stage"]  # pp = 2 batches in flight hold twice the KV
     with pytest.raises(Exception, match="placement"):
         kind.run_point(kind.schema(overrides={"placement": "best"}, batch=4, iterations=1))

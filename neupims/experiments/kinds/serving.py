@@ -48,7 +48,8 @@ class ServingPoint(Spec):
     tp: PosInt = 4
     pp: PosInt = 1
     seed: int = Field(default=0, strict=True)
-    warmup: NonNegInt = 600
+    warmup: NonNegInt = 300
+    steady_start: bool = True  # begin from the stationary request mix (Server.start_steady)
     iterations: PosInt = 64
     max_seq_len: PosInt = 2048
     comm: bool = False  # TP all-reduce / PP hand-off; off = the authors' one-device simulator
@@ -75,6 +76,8 @@ def run_point(cfg: ServingPoint) -> dict:
         warmup=cfg.warmup,
         iterations=cfg.iterations,
         max_seq_len=cfg.max_seq_len,
+        kv_layers=cfg.kv_layers,
+        steady_start=cfg.steady_start,
     )
     row["label"] = cfg.label or cfg.system
     row["panel"] = f"{cfg.model} {cfg.dataset}"
@@ -93,6 +96,8 @@ def timeline(cfg: ServingPoint, path: Path) -> None:
 
     ctx = _ctx(cfg)
     srv = Server(ctx, cfg.dataset, cfg.batch, cfg.seed, cfg.max_seq_len, kv_layers=cfg.kv_layers)
+    if cfg.steady_start:
+        srv.start_steady()
     for _ in range(cfg.warmup):
         srv.step(False)
     srv.refill(False)
