@@ -284,9 +284,15 @@ def serve(
     placement: str | None = None,
     kv_layers: str = "stage",
     steady_start: bool = True,
+    stride: int = 1,
 ) -> dict:
     """Run ``warmup`` untimed then ``iterations`` timed iterations; return the metrics.
-    ``steady_start`` begins from the stationary request mix (:meth:`Server.start_steady`)."""
+    ``steady_start`` begins from the stationary request mix (:meth:`Server.start_steady`).
+    ``stride``: time one iteration in ``stride`` (the others advance untimed), so the timed
+    sample spans ``iterations * stride`` iterations of the request mix's evolution; the
+    metrics are those of the timed iterations (an unbiased sample, not a sum over all)."""
+    if stride < 1:
+        raise ConfigError(f"stride must be positive, got {stride}")
     srv = Server(ctx, dataset, batch, seed, max_seq_len, placement, kv_layers)
     if steady_start:
         srv.start_steady()
@@ -294,4 +300,6 @@ def serve(
         srv.step(False)
     for _ in range(iterations):
         srv.step(True)
+        for _ in range(stride - 1):
+            srv.step(False)
     return srv.stats.summary(ctx.tp * ctx.pp)

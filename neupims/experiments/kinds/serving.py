@@ -51,6 +51,7 @@ class ServingPoint(Spec):
     warmup: NonNegInt = 300
     steady_start: bool = True  # begin from the stationary request mix (Server.start_steady)
     iterations: PosInt = 64
+    stride: PosInt = 1  # time one iteration in `stride`; the sample spans iterations*stride
     max_seq_len: PosInt = 2048
     comm: bool = False  # TP all-reduce / PP hand-off; off = the authors' one-device simulator
     kv_layers: Literal["stage", "model"] = "stage"  # KV per device: layers/pp or all (pp batches)
@@ -78,6 +79,7 @@ def run_point(cfg: ServingPoint) -> dict:
         max_seq_len=cfg.max_seq_len,
         kv_layers=cfg.kv_layers,
         steady_start=cfg.steady_start,
+        stride=cfg.stride,
     )
     row["label"] = cfg.label or cfg.system
     row["panel"] = f"{cfg.model} {cfg.dataset}"
