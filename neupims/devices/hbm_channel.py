@@ -451,6 +451,7 @@ class Controller:
         tiles = deque(pim)
         in_tile = False
         tile_row = CLOSED
+        lane = -1  # bank whose candidate changed by its own last command
         refreshing: deque | None = None
         end = 0
         stats = ch.stats
@@ -486,15 +487,11 @@ class Controller:
                 return None  # the row is held by PIM: wait for its precharge
             return ACT, i, 2
 
+        efun = [None] * len(T.COMMANDS)
+        efun[RD], efun[WR], efun[ACT], efun[PRE] = e_rd, e_wr, e_act, e_pre
+
         def earliest_of(cmd, b):
-            g, r = group_of[b], rank_of[b]
-            if cmd == RD:
-                return e_rd(b, g, r)
-            if cmd == WR:
-                return e_wr(b, g, r)
-            if cmd == ACT:
-                return e_act(b, g, r)
-            return e_pre(b, g, r)
+            return efun[cmd](b, group_of[b], rank_of[b])
 
         def refresh_bank(b):
             version[b] += 1
@@ -502,6 +499,12 @@ class Controller:
                 c = decide(b)
                 if c is not None:
                     push(heap, (earliest_of(c[0], b), c[2], c[1], version[b], b))
+
+        def unissued(cand):
+            """A chosen MEM candidate that does not issue now goes (back) into the heap."""
+            te, c, req, b = cand
+            version[b] += 1
+            push(heap, (te, 1 if c in (RD, WR) else 2, req, version[b], b))
 
         def refresh_all():
             for b in range(nbk):
@@ -512,10 +515,17 @@ class Controller:
             # admit arrivals
             while nxt < n and queued < qsize and r_arr[nxt] <= ch.last_issue + 1:
                 b = qbank[nxt]
-                queues[b].append(nxt)
+                q = queues[b]
+                q.append(nxt)
                 queued += 1
                 nxt += 1
-                refresh_bank(b)
+                # a younger request changes the bank's FR-FCFS candidate only if the queue was
+                # empty or it is the first hit to the open row; otherwise the bank keeps its
+                # heap entry (or is the fast lane, or waits for a PIM precharge)
+                if len(q) == 1 or (
+                    r_row[q[-1]] == mem_row[b] and all(r_row[i] != mem_row[b] for i in q[:-1])
+                ):
+                    refresh_bank(b)
             pim_busy = bool(tiles or pim_cmds)
             if not (queued or pim_busy or nxt < n or refreshing):
                 break
@@ -545,12 +555,25 @@ class Controller:
                     pim_t = ch.earliest(T.P_HEADER)
             # ---- MEM candidate: make the heap top exact
             best = None
+            lane_key = None  # the lane bank's exact (key, cmd, request, bank), outside the heap
+            if lane >= 0:
+                # fast lane: the bank that just issued competes from outside the heap, so a
+                # run of its row hits needs no heap traffic
+                b = lane
+                lane = -1
+                if queues[b] and (dual or not pim_busy):
+                    c = decide(b)
+                    if c is not None:
+                        te = efun[c[0]](b, group_of[b], rank_of[b])
+                        lane_key = ((te, c[2], c[1]), c[0], b)
             if queued and (dual or not pim_busy):
                 while heap:
                     t0, p0, i0, v0, b = heap[0]
                     if v0 != version[b] or not queues[b]:
                         pop(heap)
                         continue
+                    if lane_key is not None and lane_key[0] < (t0, p0, i0):
+                        break  # every heap key is a lower bound: the lane wins
                     c = decide(b)
                     if c is None:
                         pop(heap)
@@ -561,13 +584,25 @@ class Controller:
                         continue
                     best = (te, c[0], c[1], b)
                     break
+            if best is None and lane_key is not None:
+                (te, _p, req), c, b = lane_key
+                best = (te, c, req, b)
+                lane_key = None
+            if lane_key is not None:  # lost to a heap entry: back into the heap
+                (te, p_, req), _c, b = lane_key
+                version[b] += 1
+                push(heap, (te, p_, req, version[b], b))
             best_t = best[0] if best is not None else None
             if pim_t is not None and (best_t is None or pim_t <= best_t):
+                if best is not None:
+                    unissued(best)
                 best_t, best = pim_t, None
             # an arrival before the chosen command is admitted first
             if nxt < n and queued < qsize:
                 arr = r_arr[nxt]
                 if best_t is None or arr < best_t:
+                    if best is not None:
+                        unissued(best)
                     if arr - 1 > ch.last_issue:
                         ch.last_issue = arr - 1
                     continue
@@ -577,10 +612,13 @@ class Controller:
             if ch.refresh and best_t >= self.ref_due:
                 if in_tile:
                     if best is not None:  # hold normal traffic until the tile is done
+                        unissued(best)
                         c, r, g, bk, row, col = pim_cmds[0]
                         best_t = ch.earliest(c, r, g, bk, col)
                         best = None
                 else:
+                    if best is not None:
+                        unissued(best)
                     refreshing = deque(
                         [(T.PREA, r) for r in range(ch.R)]
                         + [(T.PIM_PRECHARGE, 0)]
@@ -596,7 +634,7 @@ class Controller:
                     tile_row = tile.row
                     in_tile = True
                 c, r, g, bk, row, col = pim_cmds.popleft()
-                at = ch.earliest(c, r, g, bk, col)
+                at = best_t  # its earliest cycle, computed above on the same state
                 ch._apply(c, r, g, bk, row, col, at)
                 if c == PRE:
                     refresh_bank(ch._bank_id(r, g, bk))
@@ -608,6 +646,7 @@ class Controller:
                 continue
             # ---- MEM command (inlined HbmChannel._apply for the four bank commands)
             at, cmd, req, b = best
+            version[b] += 1  # its heap entries are stale now; the fast lane takes over
             ch.last_issue = at
             counts[cmd] += 1
             rank = rank_of[b]
@@ -620,13 +659,13 @@ class Controller:
                 ch._set_open(1, at)
                 if status[req] < 1:
                     status[req] = 1
-                refresh_bank(b)
+                lane = b
                 continue
             if cmd == PRE:
                 mem_row[b] = CLOSED
                 ch._set_open(-1, at)
                 status[req] = 2
-                refresh_bank(b)
+                lane = b
                 continue
             # RD / WR served
             q = queues[b]
@@ -653,7 +692,7 @@ class Controller:
             if done > end:
                 end = done
             if q:
-                refresh_bank(b)
+                lane = b
         return ch.finish_stats(max(end, ch.last_issue + 1))
 
     def _tail(self, cmd: int) -> int:
