@@ -725,21 +725,32 @@ class Controller:
 
 
 def stream_requests(n: int, mem, *, write: bool = False, start_row: int = 0) -> list[Request]:
-    """``n`` sequential 64 B accesses of one channel, all queued at cycle 0, decoded with
-    the configured address map (channel bits fixed to 0)."""
+    """``n`` sequential 64 B accesses of channel 0, all queued at cycle 0: the channel-0
+    addresses in increasing order under the configured address map (mixed radix over the
+    map's fields without ``ch``), starting at row ``start_row``."""
     o = mem.organization
+    mapping = mem.controller.address_mapping
+    decode_address(0, mem)  # validates the mapping
+    sizes = {
+        "ro": o.rows,
+        "ra": o.ranks,
+        "bg": o.bank_groups,
+        "ba": o.banks_per_group,
+        "co": mem.page_bytes // mem.access_bytes,
+    }
+    fields = [mapping[i : i + 2] for i in range(0, len(mapping), 2) if mapping[i : i + 2] != "ch"]
+    below_row = 1
+    for f in fields[fields.index("ro") + 1 :]:
+        below_row *= sizes[f]
     out = []
-    addr = 0
-    stride_ch = mem.access_bytes
-    # walk the channel-0 addresses in increasing order
-    i = 0
-    base = start_row * mem.page_bytes * o.channels * o.ranks * o.bank_groups * o.banks_per_group
-    while len(out) < n:
-        ch, ra, bg, ba, ro, co = decode_address(base + addr, mem)
-        if ch == 0:
-            out.append(Request(0, write, ra, bg, ba, ro, co))
-        addr += stride_ch
-        i += 1
+    for i in range(n):
+        v = i + start_row * below_row if fields[0] == "ro" else i
+        val = {}
+        for f in reversed(fields):
+            val[f] = v % sizes[f]
+            v //= sizes[f]
+        row = (val["ro"] + (0 if fields[0] == "ro" else start_row)) % o.rows
+        out.append(Request(0, write, val["ra"], val["bg"], val["ba"], row, val["co"]))
     return out
 
 
