@@ -92,6 +92,13 @@ def test_serve_is_deterministic_and_pim_systems_win_at_large_batch():
     assert a["energy_per_token_j"] > 0
 
 
+def test_strided_timing_counts_only_timed_iterations():
+    r = serve(ctx_for("npu_pim"), "alpaca", 32, seed=3, warmup=10, iterations=5, stride=4)
+    assert r["iterations"] == 5 and r["tokens"] == 5 * 32
+    with pytest.raises(Exception, match="stride must be positive"):
+        serve(ctx_for("npu_pim"), "alpaca", 32, iterations=1, stride=0)
+
+
 def test_serving_kind_point():
     from neupims.experiments.kinds import get_kind
 

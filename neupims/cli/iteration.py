@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             f" ({r.wall_time_s * 1e3:.3f} ms, {r.layers} blocks)"
         )
         print(
-            f"  NPU util {r.npu_utilisation:.1%}, PIM util {r.pim_utilisation:.1%}, PIM busy "
+            f"  compute util {r.npu_utilisation:.1%}, PIM util {r.pim_utilisation:.1%}, PIM busy "
             f"{r.pim_busy_fraction:.1%}, memory BW {r.mem_bw_utilisation:.1%}; channel load "
             f"max/mean {r.channel_load_max_over_mean:.2f}"
         )
