@@ -190,3 +190,16 @@ def test_random_long_stream_with_refresh_is_legal():
     for dual in (True, False):
         s, _ = _run(reqs, tiles, dual=dual)
         assert s.commands["REF"] >= 2
+
+
+def test_pim_keeps_priority_under_saturating_random_reads():
+    """PIM commands win the command bus and the rank's tFAW window (NEUPIMS.md section 6):
+    a GEMV next to a saturating random-read stream finishes close to its idle time."""
+    tiles = H.tiles_of(pim.gemv_program(256, 2048, MEM))
+    alone = pim.pim_gemv_cycles(256, 2048, MEM)
+    reqs = H.random_requests(1500, MEM, seed=2)
+    sd, chd = _run(reqs, tiles, dual=True)
+    sb, _ = _run(reqs, tiles, dual=False)
+    pim_done = max(e[0] for e in chd.log if e[1] == "READRES")
+    assert pim_done < 1.05 * alone
+    assert sd.last_request_done < sb.last_request_done

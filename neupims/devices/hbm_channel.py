@@ -452,6 +452,7 @@ class Controller:
         in_tile = False
         tile_row = CLOSED
         lane = -1  # bank whose candidate changed by its own last command
+        gact_pending = [0] * ch.R  # G_ACTs of the tile in progress not yet issued, per rank
         refreshing: deque | None = None
         end = 0
         stats = ch.stats
@@ -485,6 +486,8 @@ class Controller:
             row = r_row[i]
             if pim_row[b] == row or (in_tile and row == tile_row):
                 return None  # the row is held by PIM: wait for its precharge
+            if gact_pending[rank_of[b]]:
+                return None  # PIM priority: the tile's G_ACTs get this rank's tFAW window
             return ACT, i, 2
 
         efun = [None] * len(T.COMMANDS)
@@ -631,6 +634,9 @@ class Controller:
                     self._expand(tile, pim_cmds)
                     if not tiles:  # release the banks after the last tile
                         pim_cmds.append((T.PIM_PRECHARGE, 0, 0, 0, 0, 0))
+                    for x in pim_cmds:
+                        if x[0] == T.G_ACT:
+                            gact_pending[x[1]] += 1
                     tile_row = tile.row
                     in_tile = True
                 c, r, g, bk, row, col = pim_cmds.popleft()
@@ -638,6 +644,12 @@ class Controller:
                 ch._apply(c, r, g, bk, row, col, at)
                 if c == PRE:
                     refresh_bank(ch._bank_id(r, g, bk))
+                elif c == T.G_ACT:
+                    gact_pending[r] -= 1
+                    if not gact_pending[r]:  # the rank's held ACTs may go again
+                        for x in range(r * G * B, (r + 1) * G * B):
+                            if queues[x]:
+                                refresh_bank(x)
                 if not pim_cmds:
                     in_tile = False
                 if c == T.PIM_PRECHARGE or not pim_cmds:
