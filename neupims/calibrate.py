@@ -53,6 +53,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "conv": (
         "conv_tc_eff",
         "conv_tf32_scale",
+        "conv_k0",
         "conv_simt_eff",
         "conv_layout_passes",
         "unfold_bw_eff",

@@ -70,6 +70,7 @@ DEFAULTS: dict[str, float] = {
     "ew_bw_eff_softmax": 0.35,
     # convolution
     "conv_tc_eff": 0.7,  # cuDNN implicit GEMM relative to a plain GEMM of the same view
+    "conv_k0": 256.0,  # elements: implicit-GEMM efficiency grows as K / (K + conv_k0)
     "conv_tf32_scale": 1.0,  # FP32 (TF32) convolutions' efficiency relative to 16-bit
     "conv_simt_eff": 0.4,  # cuDNN's CUDA-core fallback (channels not a multiple of 8/4)
     "conv_layout_passes": 2.0,  # NCHW<->NHWC traffic, in passes over input + output

@@ -80,7 +80,10 @@ def implicit_gemm(model, op: Conv2d) -> ConvPlan:
         bound = "compute" if t_c >= t_m else "memory"
         return ConvPlan(t, dram, workspace, bound, (("kernel", "cudnn_simt"),))
     unit, peak = model.math_of(op.dtype, conv=True)
-    eff = e["conv_tc_eff"] * (e["conv_tf32_scale"] if op.dtype == "fp32" else 1.0)
+    # each CTA's prologue (first gathers) and epilogue amortise over the reduction length
+    k_red = op.c * op.r * op.s
+    eff = (e["conv_tc_eff"] * (e["conv_tf32_scale"] if op.dtype == "fp32" else 1.0)
+           * k_red / (k_red + e["conv_k0"]))  # fmt: skip
     if pointwise:
         # NCHW 1x1: per image, [K, C] x [C, H*W] -- a batched GEMM over the images
         # the filter (A) is shared by the images: its DRAM bytes are counted once
