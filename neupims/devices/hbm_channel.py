@@ -550,6 +550,11 @@ class Controller:
                 continue
             # ---- PIM candidate
             pim_t = None
+            while pim_cmds and pim_cmds[0][0] == PRE:
+                x = pim_cmds[0]  # a PRE queued to free the tile's row: still needed?
+                if mem_row[ch._bank_id(x[1], x[2], x[3])] == x[4]:
+                    break
+                pim_cmds.popleft()
             if pim_busy:
                 if pim_cmds:
                     c, r, g, bk, row, col = pim_cmds[0]
@@ -662,7 +667,7 @@ class Controller:
             ch.last_issue = at
             counts[cmd] += 1
             rank = rank_of[b]
-            row = r_row[req]
+            row = r_row[req] if cmd != PRE else mem_row[b]  # PRE logs the row it closes
             log.append((at, names[cmd], rank, bg_in[b], bank_in[b], row, reqs[req].col))
             apply_fast[cmd](at, b, group_of[b], rank)
             if cmd == ACT:
