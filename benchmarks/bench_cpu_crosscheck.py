@@ -27,7 +27,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="full", choices=("quick", "default", "full"))
     ap.add_argument("--save", action="store_true", help="write validation/cpu/measured_*.csv")
+    ap.add_argument("--save-to", default=None, help="write the measurements to this CSV")
     ap.add_argument("--from-csv", default=None, help="skip timing; use these measurements")
+    ap.add_argument(
+        "--check-fit",
+        action="store_true",
+        help="also score the committed fit (validation/cpu/) on these rows: out of sample "
+        "when they come from another session",
+    )
     args = ap.parse_args()
 
     from neupims.crosscheck.cpu import run_suite, suite_ops
@@ -56,8 +63,19 @@ def main() -> int:
             path = VALIDATION_DIR / f"measured_{signature(base.name, base.cores)}.csv"
             cpu_fit.write_measurements(path, rows)
             print(f"wrote {path}")
+        if args.save_to:
+            cpu_fit.write_measurements(args.save_to, rows)
+            print(f"wrote {args.save_to}")
 
     train = cpu_fit.fit_rows(rows)
+    if args.check_fit:
+        committed = detect().config
+        blas1 = [r for r in train if r.op.name in ("gemm", "gemv")]
+        print(
+            f"committed fit ({committed.efficiency}) on these rows: single-thread "
+            f"GEMM/GEMV MAPE {cpu_fit.mape(committed, blas1):.1f} %, all single-thread "
+            f"{cpu_fit.mape(committed, train):.1f} %"
+        )
     t0 = time.time()
     fitted = cpu_fit.fit(base, train)
     cfg = base.model_copy(update={"efficiency": fitted.efficiency})

@@ -173,3 +173,14 @@ def test_detection_reports_detected_and_assumed():
     assert load_hw("cpu") == det.config
     assert math.isfinite(get_model(load_hw("cpu")).estimate(Gemm(64, 64, 64, dtype="fp32"))
                          .latency_s)  # fmt: skip
+
+
+def test_cold_operands_come_from_dram_warm_from_cache(xeon):
+    cold = get_model(xeon)  # default: a trace of distinct layers
+    warm = get_model(xeon.model_copy(update={"warm": True}))
+    op = Gemv(1, 4096, 4096, dtype="fp16")  # 32 MiB: fits the 105 MB L3
+    t_cold = cold.estimate(op).latency_s
+    assert t_cold >= op.min_bytes / (xeon.dram_bandwidth_gbps * 1e9)
+    assert warm.estimate(op).latency_s < t_cold / 2
+    big = Gemv(1, 32768, 32768, dtype="fp16")  # 2 GiB: DRAM either way
+    assert warm.estimate(big).latency_s == pytest.approx(cold.estimate(big).latency_s, rel=0.3)

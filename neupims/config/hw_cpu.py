@@ -26,7 +26,10 @@ EFFICIENCY_KEYS: dict[str, tuple[str, float]] = {
     "gemm_other": ("the same for other dtypes (bf16, int8 on VNNI/AMX)", 0.8),
     "gemm_k0": ("micro-kernel fixed cost per call, in k-iterations (C tile load/store)", 12.0),
     "call_us": ("fixed cost of one library call (Python + BLAS dispatch), microseconds", 3.0),
-    "thread_us": ("fork/join cost of a parallel region, microseconds per level of its thread tree", 5.0),
+    "thread_us": (
+        "fork/join cost of a parallel region, microseconds per level of its thread tree",
+        5.0,
+    ),
     "bw_l1": ("fraction of nominal L1 bandwidth reached by streaming kernels", 0.6),
     "bw_l2": ("fraction of nominal L2 bandwidth reached by streaming kernels", 0.6),
     "bw_l3": ("fraction of nominal L3 bandwidth reached by streaming kernels", 0.6),
@@ -76,6 +79,10 @@ class CpuConfig(Spec):
     vector_alu_per_cycle: PosFloat = 2.0
     #: stores to a line not in cache first read it (x86 and Arm caches are write-allocate)
     write_allocate: bool = True
+    #: an op's inputs start where they fit in cache (true when one op is timed in a loop,
+    #: as the cross-check does); false: they come from DRAM, as the distinct layers of a
+    #: replayed trace do
+    warm: bool = False
 
     @field_validator("efficiency")
     @classmethod

@@ -249,10 +249,11 @@ def op_class(op: Op, threads: int) -> str:
 
 
 def predict(hw: CpuConfig, op: Op, threads: int) -> float:
-    """Model latency of ``op`` on ``hw`` run with ``threads`` threads (not memoised)."""
+    """Model latency of ``op`` on ``hw`` run with ``threads`` threads, timed in a loop (warm
+    caches, as :func:`measure` does); not memoised."""
     from neupims.devices.cpu import CpuModel
 
-    hw_t = hw.model_copy(update={"run_threads": threads})
+    hw_t = hw.model_copy(update={"run_threads": threads, "warm": True})
     return CpuModel(hw_t)._estimate(op).latency_s
 
 
