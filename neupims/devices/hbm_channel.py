@@ -418,6 +418,11 @@ class Controller:
         self.ch = channel
         self.mem = channel.mem
         self.queue_size = queue_size or self.mem.controller.transaction_queue
+        if self.mem.controller.page_policy != "open":
+            raise NeupimsError(
+                f"memory config {self.mem.name!r}: controller.page_policy "
+                f"{self.mem.controller.page_policy!r} is not modelled; use 'open' (NeuPIMs)"
+            )
         self.ref_due = self.mem.timing.tREFI
 
     def run(self, requests: Sequence[Request], pim: Iterable[PimTile] = ()) -> Stats:
