@@ -458,6 +458,9 @@ class Controller:
         tile_row = CLOSED
         lane = -1  # bank whose candidate changed by its own last command
         gact_pending = [0] * ch.R  # G_ACTs of the tile in progress not yet issued, per rank
+        r_where = [(r.rank, r.bg, r.bank, r.row, r.col) for r in reqs]  # log fields
+        n_status = [0, 0, 0]  # served requests that were row hits, misses, conflicts
+        n_reads = n_writes = lat_sum = last_done = 0
         refreshing: deque | None = None
         end = 0
         stats = ch.stats
@@ -470,8 +473,6 @@ class Controller:
         qsize = self.queue_size
         rank_of = [b // (G * B) for b in range(nbk)]
         group_of = [b // B for b in range(nbk)]
-        bank_in = [b % B for b in range(nbk)]
-        bg_in = [(b // B) % G for b in range(nbk)]
         apply_fast = ch.fast_update
         log = ch.log
         counts = ch.counts
@@ -671,50 +672,47 @@ class Controller:
             version[b] += 1  # its heap entries are stale now; the fast lane takes over
             ch.last_issue = at
             counts[cmd] += 1
+            if cmd == RD or cmd == WR:
+                log.append((at, names[cmd], *r_where[req]))
+                apply_fast[cmd](at, b, group_of[b], rank_of[b])
+                q = queues[b]
+                q.remove(req)
+                queued -= 1
+                n_status[status[req]] += 1
+                if cmd == RD:
+                    done = at + cl + burst
+                    n_reads += 1
+                    lat_sum += done - r_arr[req]
+                else:
+                    done = at + cwl + burst
+                    n_writes += 1
+                ch.bus_free = done
+                if done > last_done:
+                    last_done = done
+                if q:
+                    lane = b
+                continue
             rank = rank_of[b]
-            row = r_row[req] if cmd != PRE else mem_row[b]  # PRE logs the row it closes
-            log.append((at, names[cmd], rank, bg_in[b], bank_in[b], row, reqs[req].col))
-            apply_fast[cmd](at, b, group_of[b], rank)
+            w = r_where[req]
             if cmd == ACT:
+                log.append((at, "ACT", *w))
+                apply_fast[cmd](at, b, group_of[b], rank)
                 ch.acts[rank].append(at)
-                mem_row[b] = row
+                mem_row[b] = w[3]
                 ch._set_open(1, at)
                 if status[req] < 1:
                     status[req] = 1
-                lane = b
-                continue
-            if cmd == PRE:
+            else:  # PRE logs the row it closes
+                log.append((at, "PRE", w[0], w[1], w[2], mem_row[b], w[4]))
+                apply_fast[cmd](at, b, group_of[b], rank)
                 mem_row[b] = CLOSED
                 ch._set_open(-1, at)
                 status[req] = 2
-                lane = b
-                continue
-            # RD / WR served
-            q = queues[b]
-            q.remove(req)
-            queued -= 1
-            s = status[req]
-            if s == 0:
-                stats.row_hits += 1
-            elif s == 1:
-                stats.row_misses += 1
-            else:
-                stats.row_conflicts += 1
-            if cmd == RD:
-                ch.bus_free = at + cl + burst
-                stats.reads += 1
-                done = at + cl + burst
-                stats.read_latency_sum += done - r_arr[req]
-            else:
-                ch.bus_free = at + cwl + burst
-                stats.writes += 1
-                done = at + cwl + burst
-            if done > stats.last_request_done:
-                stats.last_request_done = done
-            if done > end:
-                end = done
-            if q:
-                lane = b
+            lane = b
+        stats.row_hits, stats.row_misses, stats.row_conflicts = n_status
+        stats.reads, stats.writes, stats.read_latency_sum = n_reads, n_writes, lat_sum
+        stats.last_request_done = last_done
+        end = max(end, last_done)
         return ch.finish_stats(max(end, ch.last_issue + 1))
 
     def _tail(self, cmd: int) -> int:
