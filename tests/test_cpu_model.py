@@ -184,3 +184,23 @@ def test_cold_operands_come_from_dram_warm_from_cache(xeon):
     assert warm.estimate(op).latency_s < t_cold / 2
     big = Gemv(1, 32768, 32768, dtype="fp16")  # 2 GiB: DRAM either way
     assert warm.estimate(big).latency_s == pytest.approx(cold.estimate(big).latency_s, rel=0.3)
+
+
+def test_detection_of_an_arm_host_uses_the_arm_row(monkeypatch):
+    """A Raspberry-Pi-5-like /proc/cpuinfo and sysfs: NEON width, Arm table row, sysfs caches."""
+    from neupims.devices import cpu_detect
+
+    info = {"processor": "0", "CPU implementer": "0x41", "CPU part": "0xd0b",
+            "Features": "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics asimdrdm asimddp"}  # fmt: skip
+    files = {"online": "0-3"}
+    monkeypatch.setattr(cpu_detect, "_cpuinfo", lambda: dict(info))
+    monkeypatch.setattr(cpu_detect, "_read", lambda path: files.get(path.name))
+    monkeypatch.setattr(cpu_detect, "_caches", lambda: {"l1d": (65536, False),
+                                                        "l2": (524288, False),
+                                                        "l3": (2097152, True)})  # fmt: skip
+    det = cpu_detect.detect.__wrapped__(fit=False)
+    cfg, src = det.config, dict(det.sources)
+    assert (cfg.cores, cfg.simd_bits, cfg.vector_registers) == (4, 128, 32)
+    assert "asimd" in cfg.isa and cfg.l3.shared and cfg.l1d.size_bytes == 65536
+    assert "Cortex-A76" in src["microarch"]
+    assert src["frequency_ghz"].startswith("assumed")

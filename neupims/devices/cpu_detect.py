@@ -332,9 +332,10 @@ def detect(fit: bool = True) -> Detection:
         "l3": arch.l3_bytes_per_cycle,
     }
     for name in per_cycle:
-        src[name + ".bandwidth_gbps_per_core"] = f"assumed: {arch.name} ({arch.source})"
+        src[name + ".bandwidth_gbps_per_core"] = f"assumed: MICROARCH row {arch.name!r}"
     for key in ("fma_units", "dram_bandwidth_gbps", "dram_latency_ns"):
-        src[key] = f"assumed: {arch.name} ({arch.source})"
+        src[key] = f"assumed: MICROARCH row {arch.name!r}"
+    src["microarch"] = f"assumed: {arch.name}: {arch.source}"
     vector_regs = 32 if simd == 512 or "asimd" in flags else 16
     src["vector_registers"] = "detected: 32 with AVX-512 or AArch64, else 16"
 
@@ -390,7 +391,7 @@ def describe_detection() -> str:
             val = val.get(sub)
         if key == "efficiency":
             val = ", ".join(f"{k}={v:.3g}" for k, v in sorted(det.config.efficiency.items()))
-        if key == "blas":
+        if key in ("blas", "microarch"):
             val = ""
         lines.append(f"  {key:32s} {str(val):>14s}  {how}")
     return "\n".join(lines)
