@@ -29,6 +29,7 @@ Units: seconds, bytes, FLOPs (2 per multiply-add).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -236,10 +237,7 @@ class GpuModel(DeviceModel):
                 best = GemmPlan(t, (tm, tn), split, waves, ctas, t_compute, t_dram, t_l2,
                                 dram, useful)  # fmt: skip
         assert best is not None
-        fixed = e["gemm_fixed_us"] * 1e-6
-        return GemmPlan(best.latency_s + fixed, *[getattr(best, f) for f in (
-            "tile", "split_k", "waves", "ctas", "t_compute", "t_dram", "t_l2", "dram_bytes",
-            "useful_fraction")])  # fmt: skip
+        return dataclasses.replace(best, latency_s=best.latency_s + e["gemm_fixed_us"] * 1e-6)
 
     def _gemm(self, op: Gemm) -> Cost:
         p = self.gemm_plan(op.m, op.n, op.k, op.batch, op.dtype)
