@@ -140,3 +140,17 @@ def pd_read(path):
     import pandas as pd
 
     return pd.read_csv(path)
+
+
+def test_without_thread_control_each_thread_count_runs_in_a_subprocess():
+    from neupims.crosscheck.cpu import run_suite
+
+    class NoControl:
+        available = False
+
+    pairs = [(Gemm(32, 32, 32, dtype="fp32"), 1), (Gemv(1, 64, 64, dtype="fp64"), 2),
+             (Gemm(16, 16, 16, dtype="fp64"), 1)]  # fmt: skip
+    rows, how = run_suite(pairs, min_time=0.0, ctl=NoControl())
+    assert how.startswith("subprocess")
+    assert [(r.op, r.threads) for r in rows] == pairs
+    assert all(r.t_median_s > 0 and r.repeats >= 3 for r in rows)

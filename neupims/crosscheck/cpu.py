@@ -102,18 +102,61 @@ def _trace_ops(trace, all_threads: int) -> tuple[list[tuple[Op, int]], list[str]
     return ops, skipped
 
 
-def run_suite(pairs: Sequence[tuple[Op, int]], min_time: float = 0.05, progress=None):
+#: Environment variables that fix the thread count of the common BLAS libraries at load.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def run_suite(pairs: Sequence[tuple[Op, int]], min_time: float = 0.05, progress=None,
+              ctl=None):  # fmt: skip
+    """Time every (op, threads) pair. The BLAS thread count is set in process (threadpoolctl
+    or OpenBLAS through ctypes); when neither works, each thread count runs in a subprocess
+    started with the thread environment variables set (:data:`THREAD_ENV`)."""
     from neupims.devices.cpu_fit import BlasThreads, measure
 
-    ctl = BlasThreads()
+    ctl = ctl or BlasThreads()
+    if not ctl.available:
+        return _run_in_subprocesses(pairs, min_time), "subprocess with " + "/".join(THREAD_ENV)
     rows = []
     for i, (op, p) in enumerate(pairs):
         if progress:
             progress(i, len(pairs), op, p)
         rows.append(measure(op, p, ctl, min_time=min_time))
-    if ctl.available:
-        ctl.set(max(p for _, p in pairs))
+    ctl.set(max(p for _, p in pairs))
     return rows, ctl.how
+
+
+def _run_in_subprocesses(pairs: Sequence[tuple[Op, int]], min_time: float):
+    import subprocess
+    import sys
+    import tempfile
+
+    from neupims.devices.cpu_fit import Measurement, read_measurements, write_measurements
+
+    by_threads: dict[int, list[int]] = {}
+    for i, (_, p) in enumerate(pairs):
+        by_threads.setdefault(p, []).append(i)
+    out: list[Measurement | None] = [None] * len(pairs)
+    with tempfile.TemporaryDirectory() as tmp:
+        for p, idx in by_threads.items():
+            src, dst = Path(tmp) / f"in{p}.csv", Path(tmp) / f"out{p}.csv"
+            # the request reuses the measurement format with zero timings
+            write_measurements(src, [Measurement(pairs[i][0], p, 0.0, 0.0, 0) for i in idx])
+            env = {**os.environ, **{k: str(p) for k in THREAD_ENV}}
+            code = ("from neupims.crosscheck.cpu import _worker; "
+                    f"_worker({str(src)!r}, {str(dst)!r}, {min_time!r})")  # fmt: skip
+            subprocess.run([sys.executable, "-c", code], env=env, check=True)
+            for i, m in zip(idx, read_measurements(dst), strict=True):
+                out[i] = m
+    return [m for m in out if m is not None]
+
+
+def _worker(src: str, dst: str, min_time: float) -> None:
+    """Subprocess side of :func:`_run_in_subprocesses`: time the requested ops as they come
+    (threads fixed by the environment) and write the measurements."""
+    from neupims.devices.cpu_fit import measure, read_measurements, write_measurements
+
+    reqs = read_measurements(src)
+    write_measurements(Path(dst), [measure(r.op, r.threads, None, min_time) for r in reqs])
 
 
 def report(hw, rows, outdir: Path) -> dict[str, float]:
