@@ -185,6 +185,71 @@ class HbmChannel:
             exec("\n".join(lines) + "\n" + "\n".join(upd), ns)  # noqa: S102 - generated above
             self.fast_earliest[c] = ns[f"e_{c}"]
             self.fast_update[c] = ns[f"u_{c}"]
+        # channel-wide PIM commands: every scope of their rules is the whole channel
+        self.wide_earliest = {}
+        self.wide_update = {}
+        for c in T.CHANNEL_WIDE:
+            w = self.data[c]
+            lines = [
+                f"def we_{c}():",
+                f"    t = nc[{c}]",
+                "    x = ch.last_issue + 1",
+                "    if x > t: t = x",
+            ]
+            if w is not None:
+                lines += [f"    x = ch.bus_free - {w[0]}", "    if x > t: t = x"]
+            lines.append("    return t")
+            upd = [f"def wu_{c}(t, occ):"]
+            for _scope, later, delay, occ in table[c]:
+                upd += [
+                    f"    v = t + {delay}" + (" + occ" if occ else ""),
+                    f"    if v > nc[{later}]: nc[{later}] = v",
+                ]
+            if len(upd) == 1:
+                upd.append("    pass")
+            exec("\n".join(lines) + "\n" + "\n".join(upd), ns)  # noqa: S102 - generated above
+            self.wide_earliest[c] = ns[f"we_{c}"]
+            self.wide_update[c] = ns[f"wu_{c}"]
+        # G_ACT: the B banks of its group, unrolled; counts as B activations under tFAW
+        c = T.G_ACT
+        lines = [
+            "def ge(g, r):",
+            f"    t = nc[{c}]",
+            "    x = ch.last_issue + 1",
+            "    if x > t: t = x",
+            f"    x = ng[{c}][g]",
+            "    if x > t: t = x",
+            f"    x = nr[{c}][r]",
+            "    if x > t: t = x",
+            f"    nbc = nb[{c}]",
+            f"    b0 = g * {self.B}",
+        ]
+        for i in range(self.B):
+            lines += [f"    x = nbc[b0 + {i}]", "    if x > t: t = x"]
+        lines += [
+            "    a = ch.acts[r]",
+            f"    k = len(a) + {self.B} - 5",
+            "    if k >= 0:",
+            f"        x = a[k] + {self.tfaw}",
+            "        if x > t: t = x",
+            "    return t",
+        ]
+        upd = ["def gu(t, g, r):", f"    b0 = g * {self.B}"]
+        for scope, later, delay, _occ in table[c]:
+            upd.append(f"    v = t + {delay}")
+            if scope == "bank":
+                upd.append(f"    arr = nb[{later}]")
+                for i in range(self.B):
+                    upd.append(f"    if v > arr[b0 + {i}]: arr[b0 + {i}] = v")
+            else:
+                ref = {
+                    "bg": f"ng[{later}][g]",
+                    "rank": f"nr[{later}][r]",
+                    "channel": f"nc[{later}]",
+                }[scope]
+                upd.append(f"    if v > {ref}: {ref} = v")
+        exec("\n".join(lines) + "\n" + "\n".join(upd), ns)  # noqa: S102 - generated above
+        self.gact_earliest, self.gact_update = ns["ge"], ns["gu"]
 
     def _bank_id(self, rank: int, bg: int, bank: int) -> int:
         return (rank * self.G + bg) * self.B + bank
@@ -202,34 +267,21 @@ class HbmChannel:
     ) -> int:
         """Earliest legal issue cycle of ``cmd`` by the timing table (state not checked)."""
         cmd = T.CMD[cmd] if isinstance(cmd, str) else cmd
-        t = max(self.nc[cmd], self.last_issue + 1)
-        if cmd in T.CHANNEL_WIDE:
-            pass
-        elif cmd == T.G_ACT:
-            g = rank * self.G + bg
-            t = max(t, self.ng[cmd][g], self.nr[cmd][rank])
-            base = g * self.B
-            for b in range(base, base + self.B):
-                t = max(t, self.nb[cmd][b])
-        elif cmd in (T.PREA, T.REF):
-            t = max(t, self.nr[cmd][rank])
+        if cmd in self.fast_earliest:  # generated code, the same the controller runs
+            return self.fast_earliest[cmd](
+                (rank * self.G + bg) * self.B + bank, rank * self.G + bg, rank
+            )
+        if cmd in self.wide_earliest:
+            return self.wide_earliest[cmd]()
+        if cmd == T.G_ACT:
+            return self.gact_earliest(rank * self.G + bg, rank)
+        # PREA / REF: rank-wide; PREA also obeys every bank's precharge gate
+        t = max(self.nc[cmd], self.last_issue + 1, self.nr[cmd][rank])
+        if cmd == T.PREA:
             base = rank * self.G * self.B
-            nb = self.nb[T.PRE]  # PREA obeys every bank's precharge gate
-            if cmd == T.PREA:
-                for b in range(base, base + self.G * self.B):
-                    t = max(t, nb[b])
-        else:
-            b = (rank * self.G + bg) * self.B + bank
-            t = max(t, self.nb[cmd][b], self.ng[cmd][b // self.B], self.nr[cmd][rank])
-        if cmd == T.ACT or cmd == T.G_ACT:
-            acts = self.acts[rank]
-            need = 1 if cmd == T.ACT else self.B
-            # the activation that would be 5th-most-recent must be >= tFAW ago
-            if len(acts) + need > 4:
-                t = max(t, acts[len(acts) + need - 5] + self.tfaw)
-        w = self.data[cmd]
-        if w is not None:
-            t = max(t, self.bus_free - w[0])
+            nb = self.nb[T.PRE]
+            for b in range(base, base + self.G * self.B):
+                t = max(t, nb[b])
         return t
 
     def state_error(self, cmd: int, rank: int, bg: int, bank: int, row: int) -> str | None:
@@ -321,43 +373,44 @@ class HbmChannel:
             self.fast_update[cmd](t, b, g, rank)
             self._mem_state(cmd, rank, b, row, t)
             return
-        for scope, later, delay, plus in self.upd[cmd]:
-            v = t + delay + (occ if plus else 0)
-            if wide or scope == "channel":
-                if v > self.nc[later]:
-                    self.nc[later] = v
-            elif scope == "bank":
+        if wide:
+            self.wide_update[cmd](t, occ)
+        elif cmd == T.G_ACT:
+            self.gact_update(t, g, rank)
+        if wide or cmd == T.G_ACT:
+            w = self.data[cmd]
+            if w is not None:
+                self.bus_free = t + w[0] + w[1]
+            self._pim_state(cmd, rank, g, row, t)
+            return
+        # PREA and REF (rank-wide; rare): straight from the table; "bank" means every bank
+        rank_banks = range(rank * self.G * self.B, (rank + 1) * self.G * self.B)
+        for scope, later, delay, _plus in self.upd[cmd]:
+            v = t + delay
+            if scope == "bank":
                 arr = self.nb[later]
-                if cmd == T.G_ACT:
-                    for bb in range(g * self.B, g * self.B + self.B):
-                        if v > arr[bb]:
-                            arr[bb] = v
-                elif cmd == T.PREA:
-                    for bb in range(rank * self.G * self.B, (rank + 1) * self.G * self.B):
-                        if v > arr[bb]:
-                            arr[bb] = v
-                elif v > arr[b]:
-                    arr[b] = v
+                for bb in rank_banks:
+                    if v > arr[bb]:
+                        arr[bb] = v
+            elif scope == "channel":
+                self.nc[later] = max(self.nc[later], v)
             elif scope == "bg":
                 arr = self.ng[later]
-                if v > arr[g]:
-                    arr[g] = v
+                for gg in range(rank * self.G, (rank + 1) * self.G):
+                    arr[gg] = max(arr[gg], v)
             else:
-                arr = self.nr[later]
-                if v > arr[rank]:
-                    arr[rank] = v
-        w = self.data[cmd]
-        if w is not None:
-            self.bus_free = t + w[0] + w[1]
-        # state
+                self.nr[later][rank] = max(self.nr[later][rank], v)
         if cmd == T.PREA:
-            for bb in range(rank * self.G * self.B, (rank + 1) * self.G * self.B):
+            for bb in rank_banks:
                 if self.mem_row[bb] != CLOSED:
                     self.mem_row[bb] = CLOSED
                     self._set_open(-1, t)
-        elif cmd == T.G_ACT:
+
+    def _pim_state(self, cmd: int, rank: int, g: int, row: int, t: int) -> None:
+        if cmd == T.G_ACT:
+            acts = self.acts[rank]
             for _ in range(self.B):
-                self.acts[rank].append(t)
+                acts.append(t)
             for bb in range(g * self.B, g * self.B + self.B):
                 self.pim_row[bb] = row
                 self._set_open(1, t)
