@@ -409,16 +409,20 @@ class HbmChannel:
     def _pim_state(self, cmd: int, rank: int, g: int, row: int, t: int) -> None:
         if cmd == T.G_ACT:
             acts = self.acts[rank]
-            for _ in range(self.B):
+            base = g * self.B
+            for bb in range(base, base + self.B):
                 acts.append(t)
-            for bb in range(g * self.B, g * self.B + self.B):
                 self.pim_row[bb] = row
-                self._set_open(1, t)
+            self._set_open(self.B, t)
         elif cmd == T.PIM_PRECHARGE:
+            pr = self.pim_row
+            closed = 0
             for bb in range(self.nbanks):
-                if self.pim_row[bb] != CLOSED:
-                    self.pim_row[bb] = CLOSED
-                    self._set_open(-1, t)
+                if pr[bb] != CLOSED:
+                    pr[bb] = CLOSED
+                    closed += 1
+            if closed:
+                self._set_open(-closed, t)
 
     def _mem_state(self, cmd: int, rank: int, b: int, row: int, t: int) -> None:
         w = self.data[cmd]
