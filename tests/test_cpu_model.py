@@ -135,10 +135,10 @@ def test_lut_lookup_cost_is_linear_in_bits():
         assert t == pytest.approx(b * looks[0], rel=1e-9)
 
 
-def test_unknown_op_falls_back_to_roofline(xeon):
-    from neupims.ops import Attention
+def test_unmodelled_op_falls_back_to_roofline(xeon):
+    from neupims.ops import QuantGemm
 
-    c = get_model(xeon).estimate(Attention(1, 32, 32, 1, 1024, 128, "fp32"))
+    c = get_model(xeon).estimate(QuantGemm(1, 4096, 4096))
     assert c.model == "cpu" and dict(c.detail)["fallback"] == "roofline"
 
 
@@ -204,3 +204,16 @@ def test_detection_of_an_arm_host_uses_the_arm_row(monkeypatch):
     assert "asimd" in cfg.isa and cfg.l3.shared and cfg.l1d.size_bytes == 65536
     assert "Cortex-A76" in src["microarch"]
     assert src["frequency_ghz"].startswith("assumed")
+
+
+def test_attention_is_modelled_not_roofline(xeon):
+    from neupims.ops import Attention
+
+    m = get_model(xeon)
+    dec = m.estimate(Attention(8, 32, 32, 1, 4096, 128, "fp16"))
+    assert "fallback" not in dict(dec.detail) and dec.bound == "memory"
+    # decode attention reads the whole KV cache: no faster than DRAM allows
+    assert dec.latency_s >= dec.bytes * 0.9 / (xeon.dram_bandwidth_gbps * 1e9)
+    full = m.estimate(Attention(1, 32, 32, 2048, 2048, 128, "fp32"))
+    causal = m.estimate(Attention(1, 32, 32, 2048, 2048, 128, "fp32", causal=True))
+    assert 0.4 < causal.latency_s / full.latency_s < 0.6

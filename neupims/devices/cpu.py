@@ -29,7 +29,18 @@ from dataclasses import dataclass
 from neupims.config.hw_cpu import CpuConfig
 from neupims.devices.base import Cost, DeviceModel, register_device
 from neupims.devices.roofline import footprint
-from neupims.ops import Conv2d, Elementwise, Gemm, Gemv, LutGemm, Op, Pool2d, SpMM, dtype_bytes
+from neupims.ops import (
+    Attention,
+    Conv2d,
+    Elementwise,
+    Gemm,
+    Gemv,
+    LutGemm,
+    Op,
+    Pool2d,
+    SpMM,
+    dtype_bytes,
+)
 
 #: OpenBLAS runs a GEMM on one thread when m*n*k <= SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_
 #: THRESHOLD = 65536 * 4, and otherwise on at most m*n*k / that many threads
@@ -346,6 +357,34 @@ def lut_time(hw: CpuConfig, op: LutGemm) -> tuple[float, dict]:
     }
 
 
+def attention_time(hw: CpuConfig, op: Attention) -> tuple[float, dict]:
+    """Unfused attention as a CPU runtime runs it: per (batch, head) pair, S = Q K^T, a
+    softmax over S and O = P V as single-thread GEMMs (GEMVs when q_len = 1), the pairs
+    spread over the threads. Causal masking skips the masked fraction of both products.
+    K and V stream from memory once (query heads sharing a KV head find it in cache), so
+    the step is no faster than that stream."""
+    p = hw.nthreads
+    one = hw.model_copy(update={"run_threads": 1})
+    frac = op.score_pairs / (op.q_len * op.kv_len)
+    if op.q_len == 1:
+        t_qk, _ = gemv_time(one, op.kv_len, op.head_dim, op.dtype, threads=1)
+        t_pv, _ = gemv_time(one, op.head_dim, op.kv_len, op.dtype, threads=1)
+    else:
+        t_qk, _ = gemm_time(one, op.q_len, op.kv_len, op.head_dim, op.dtype, threads=1)
+        t_pv, _ = gemm_time(one, op.q_len, op.head_dim, op.kv_len, op.dtype, threads=1)
+    scores = op.q_len * op.kv_len * frac
+    t_sm, _ = elementwise_time(one, Elementwise("softmax", max(1, int(scores)), op.dtype), 1)
+    pairs = op.batch * op.heads
+    waves = math.ceil(pairs / p)
+    # one batched call covers all pairs: no per-pair call overhead
+    t_pair = max(0.0, (t_qk + t_pv) * frac + t_sm - 3 * overhead_s(one, 1))
+    # the K/V stream is shared by all threads: not faster than the memory system allows
+    t_kv = first_touch_time(hw, op.kv_bytes, op.kv_bytes, min(p, pairs))
+    t = overhead_s(hw, min(p, pairs)) + max(waves * t_pair, t_kv)
+    return t, {"threads": min(p, pairs), "bound": "memory" if t_kv >= waves * t_pair else
+               "compute"}  # fmt: skip
+
+
 def pool_time(hw: CpuConfig, op: Pool2d) -> tuple[float, dict]:
     p = max(1, min(hw.nthreads, op.batch * op.c))
     t_m = stream_time(hw, op.min_bytes, op.min_bytes, p)
@@ -384,6 +423,8 @@ class CpuModel(DeviceModel):
             t, d = spmm_time(hw, op)
         elif isinstance(op, LutGemm):
             t, d = lut_time(hw, op)
+        elif isinstance(op, Attention):
+            t, d = attention_time(hw, op)
         elif isinstance(op, Pool2d):
             t, d = pool_time(hw, op)
             d["bound"] = "memory"
