@@ -187,7 +187,9 @@ def report(hw, rows, outdir: Path) -> dict[str, float]:
     out = {row["class"]: float(row["mape_pct"]) for _, row in per.iterrows()}
     out["all"] = float(df["ape_pct"].mean())
     blas = df["class"].str.startswith(("gemm", "gemv"))
+    one = blas & (df["threads"] == 1)
     out["gemm+gemv"] = float(df.loc[blas, "ape_pct"].mean()) if blas.any() else float("nan")
+    out["gemm+gemv 1t"] = float(df.loc[one, "ape_pct"].mean()) if one.any() else float("nan")
     return out
 
 
