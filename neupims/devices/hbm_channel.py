@@ -588,10 +588,16 @@ class Controller:
                 # a younger request changes the bank's FR-FCFS candidate only if the queue was
                 # empty or it is the first hit to the open row; otherwise the bank keeps its
                 # heap entry (or is the fast lane, or waits for a PIM precharge)
-                if len(q) == 1 or (
-                    r_row[q[-1]] == mem_row[b] and all(r_row[i] != mem_row[b] for i in q[:-1])
-                ):
+                if len(q) == 1:
                     refresh_bank(b)
+                else:
+                    orow = mem_row[b]
+                    if (
+                        r_row[q[-1]] == orow
+                        and r_row[q[0]] != orow
+                        and all(r_row[i] != orow for i in q[1:-1])
+                    ):
+                        refresh_bank(b)
             pim_busy = bool(tiles or pim_cmds)
             if not (queued or pim_busy or nxt < n or refreshing):
                 break
