@@ -217,3 +217,18 @@ def test_attention_is_modelled_not_roofline(xeon):
     full = m.estimate(Attention(1, 32, 32, 2048, 2048, 128, "fp32"))
     causal = m.estimate(Attention(1, 32, 32, 2048, 2048, 128, "fp32", causal=True))
     assert 0.4 < causal.latency_s / full.latency_s < 0.6
+
+
+def test_detection_of_a_sapphire_rapids_host_sets_amx_and_vnni_rates(monkeypatch):
+    from neupims.devices import cpu_detect
+
+    flags = "fpu sse2 avx avx2 fma avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8"
+    info = {"vendor_id": "GenuineIntel", "cpu family": "6", "model name": "Xeon 8480+",
+            "flags": flags, "siblings": "4", "cpu cores": "2"}  # fmt: skip
+    monkeypatch.setattr(cpu_detect, "_cpuinfo", lambda: dict(info))
+    monkeypatch.setattr(cpu_detect, "_read", lambda path: {"online": "0-3"}.get(path.name))
+    monkeypatch.setattr(cpu_detect, "_caches", lambda: {})
+    cfg = cpu_detect.detect.__wrapped__(fit=False).config
+    assert (cfg.cores, cfg.threads, cfg.simd_bits, cfg.vector_registers) == (2, 4, 512, 32)
+    assert cfg.flops_per_cycle == {"int8": 2048.0, "bf16": 1024.0}  # AMX wins over VNNI
+    assert cfg.flops_per_cycle_core("fp32") == 64  # 2 x 16 lanes x 2 FMA ports

@@ -286,9 +286,11 @@ def detect(fit: bool = True) -> Detection:
             "avx2",
             "avx512f",
             "avx512_vnni",
+            "avx512_bf16",
             "avx_vnni",
             "amx_tile",
             "amx_bf16",
+            "amx_int8",
             "fma",
             "asimd",
             "asimddp",
@@ -336,6 +338,21 @@ def detect(fit: bool = True) -> Detection:
     for key in ("fma_units", "dram_bandwidth_gbps", "dram_latency_ns"):
         src[key] = f"assumed: MICROARCH row {arch.name!r}"
     src["microarch"] = f"assumed: {arch.name}: {arch.source}"
+    # dtypes whose units differ from the FMA pipes (per core per cycle, 2 ops per MAC):
+    # VNNI vpdpbusd does 4 int8 MACs per 32-bit lane, AVX512-BF16 vdpbf16ps 2 per lane
+    # (Intel SDM); AMX does 1024 int8 or 512 bf16 MACs per cycle (Intel AMX overview)
+    fpc: dict[str, float] = {}
+    lanes32 = simd / 32
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        fpc["int8"] = lanes32 * 4 * 2 * arch.fma_units
+    if "avx512_bf16" in flags:
+        fpc["bf16"] = lanes32 * 2 * 2 * arch.fma_units
+    if "amx_int8" in flags:
+        fpc["int8"] = 2048.0
+    if "amx_bf16" in flags:
+        fpc["bf16"] = 1024.0
+    if fpc:
+        src["flops_per_cycle"] = "detected ISA flags (VNNI / AVX512-BF16 / AMX), Intel rates"
     vector_regs = 32 if simd == 512 or "asimd" in flags else 16
     src["vector_registers"] = "detected: 32 with AVX-512 or AArch64, else 16"
 
@@ -349,6 +366,7 @@ def detect(fit: bool = True) -> Detection:
         "fma_units": arch.fma_units,
         "isa": isa,
         "vector_registers": vector_regs,
+        "flops_per_cycle": fpc,
         "dram_bandwidth_gbps": arch.dram_gbps,
         "dram_latency_ns": arch.dram_latency_ns,
     }
