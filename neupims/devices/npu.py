@@ -29,9 +29,6 @@ from functools import lru_cache
 
 import numpy as np
 
-# Imported first so that the roofline registers before this model: register_device makes
-# the latest registration the default for its kinds, and the roofline claims every kind.
-from neupims.devices import roofline as _roofline  # noqa: F401
 from neupims.devices.base import Cost, DeviceModel, register_device
 from neupims.ops import ELEMENTWISE_KINDS, Attention, Conv2d, Elementwise, Gemm, Op, Pool2d
 from neupims.ops import dtype_bytes as _dtype_bytes

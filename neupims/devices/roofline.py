@@ -7,7 +7,7 @@ detailed models are checked against.
 
 from __future__ import annotations
 
-from neupims.devices.base import Cost, DeviceModel, register_device
+from neupims.devices.base import Cost, DeviceModel, roofline_only
 from neupims.ops import Attention, Conv2d, Op
 
 
@@ -59,4 +59,6 @@ class Roofline(DeviceModel):
         )
 
 
-register_device(Roofline)
+# Never the default: it is the fallback get_model() uses for kinds without a detailed model,
+# whatever order the device modules are imported in.
+roofline_only(Roofline)
