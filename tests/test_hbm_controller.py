@@ -203,3 +203,21 @@ def test_pim_keeps_priority_under_saturating_random_reads():
     pim_done = max(e[0] for e in chd.log if e[1] == "READRES")
     assert pim_done < 1.05 * alone
     assert sd.last_request_done < sb.last_request_done
+
+
+def test_address_mapping_is_validated_and_configurable(tmp_path):
+    from neupims.errors import ConfigError
+
+    text = (ROOT / "hw_configs/hbm2_pim_neupims.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("address_mapping: rorabgbachco", "address_mapping: rorabgbaco"))
+    with pytest.raises(ConfigError, match="controller.address_mapping"):
+        load_hw(bad)
+    # bank bits below the column bits: a stream walks the banks, every access a row miss
+    alt = tmp_path / "alt.yaml"
+    alt.write_text(text.replace("address_mapping: rorabgbachco", "address_mapping: rochcobgbara"))
+    mem = load_hw(alt)
+    reqs = H.stream_requests(64, mem)
+    assert len({(r.rank, r.bg, r.bank) for r in reqs[:32]}) == 32
+    s, _ = _run(reqs, mem=mem)
+    assert s.row_misses == 32 and s.row_hits == 32

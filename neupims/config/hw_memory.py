@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from neupims.config.base import Fraction, NonNegInt, PosFloat, PosInt, Spec
 
@@ -90,8 +90,19 @@ class ControllerSpec(Spec):
     transaction_queue: PosInt = 32
     pim_queue: PosInt = 128
     page_policy: Literal["open", "closed"] = "open"
-    address_mapping: str = "rorabgbachco"
+    address_mapping: str = "rorabgbachco"  # fields MSB -> LSB: ro ra bg ba ch co
     efficiency: Fraction = 1.0  # fraction of peak assumed by bandwidth-only consumers
+
+    @field_validator("address_mapping")
+    @classmethod
+    def _mapping(cls, v: str) -> str:
+        fields = sorted(v[i : i + 2] for i in range(0, len(v), 2))
+        if len(v) != 12 or fields != sorted(["ro", "ra", "bg", "ba", "ch", "co"]):
+            raise ValueError(
+                f"{v!r} must name each of ro, ra, bg, ba, ch, co exactly once "
+                "(most significant first, e.g. rorabgbachco)"
+            )
+        return v
 
 
 class MemoryConfig(Spec):

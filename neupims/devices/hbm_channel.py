@@ -6,9 +6,12 @@ timing table is :func:`neupims.devices.hbm_timing.rules`.
 
 Speed: time is never ticked. Every (command, bank / bank group / rank / channel) keeps the
 earliest cycle it may issue as a plain int; a command's earliest legal cycle is the max of
-those, the tFAW window, the data bus and the command bus (one command per cycle). The
-controller picks the candidate with the smallest earliest cycle (ties: PIM first, then row
-hits, then the oldest) and jumps there.
+those, the tFAW window, the data bus and the command bus (one command per cycle). Those
+maxima and their updates are generated once per config as straight-line Python with the
+gaps as constants (``HbmChannel._compile``). The controller picks the candidate with the
+smallest earliest cycle (ties: PIM first, then row hits, then the oldest) and jumps there;
+normal-request candidates sit in a heap of lower-bound keys re-evaluated lazily, and the
+bank that just issued competes outside it (its row-hit runs cost no heap traffic).
 
 Row buffers: each bank has a MEM row buffer (ACT/RD/WR/PRE). With ``dual_row_buffer`` it
 also has a PIM row buffer (G_ACT/PIM_GEMV/READRES/PIM_PRECHARGE) with its own open row; a
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 
 from neupims.devices import hbm_timing as T
 from neupims.devices.dram import dram_energy_j
-from neupims.errors import NeupimsError
+from neupims.errors import ConfigError, NeupimsError
 
 CLOSED = -1
 
@@ -95,7 +98,7 @@ def decode_address(
     }
     fields = [mapping[i : i + 2] for i in range(0, len(mapping), 2)]
     if sorted(fields) != sorted(sizes):
-        raise NeupimsError(
+        raise ConfigError(
             f"controller.address_mapping: {mapping!r} must name each of ro ra bg ba ch co once"
         )
     v = addr // mem.access_bytes
