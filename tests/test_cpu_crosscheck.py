@@ -47,7 +47,10 @@ def test_fitted_constants_match_the_committed_data(committed):
     h = hashlib.sha256(DATA.read_bytes())
     for mod in (cpu_model, cpu_fit):
         h.update(Path(mod.__file__).read_bytes())
-    assert fitted["sha256"] == h.hexdigest(), "stale fit: run benchmarks/bench_cpu_crosscheck.py"
+    assert fitted["sha256"] == h.hexdigest(), (
+        "stale fit after a model change: refit with "
+        "python -c 'from neupims.devices.cpu_detect import detect; detect()' and commit it"
+    )
     # the recorded optimum is what those constants give on that data (not hand-edited)
     hw = _epyc_like()
     cfg = hw.model_copy(update={"efficiency": fitted["efficiency"]})
