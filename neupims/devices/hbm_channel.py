@@ -22,6 +22,7 @@ the controller holds normal requests back while PIM work is queued.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -109,6 +110,23 @@ def decode_address(
     return out["ch"], out["ra"], out["bg"], out["ba"], out["ro"] % o.rows, out["co"]
 
 
+def _needed_rules(rules):
+    """The rules of one bank command that the generated update must apply. Left out, with
+    no change to any earliest cycle: a gap of at most 1 cycle without occupancy (the command
+    bus already puts every later command at least 1 cycle after this one), and a rank-wide
+    PREA gate that a bank PRE gate of the same command covers (the earliest PREA is taken
+    over every bank's PRE gate of its rank, :meth:`HbmChannel.earliest`)."""
+    pre = [d for scope, later, d, _ in rules if scope == "bank" and later == T.PRE]
+    out = []
+    for scope, later, delay, occ in rules:
+        if delay <= 1 and not occ:
+            continue
+        if scope == "rank" and later == T.PREA and any(d >= delay for d in pre):
+            continue
+        out.append((scope, later, delay, occ))
+    return out
+
+
 class HbmChannel:
     """One channel: state, timing bookkeeping, issue API, command log and statistics."""
 
@@ -147,44 +165,46 @@ class HbmChannel:
         command (ACT/RD/WR/PRE) an ``earliest`` and an ``update`` function with the gaps as
         constants (a plain loop over the table costs several times more per command)."""
         self.upd = table
+        n = len(T.COMMANDS)
         ns = {"nb": self.nb, "ng": self.ng, "nr": self.nr, "nc": self.nc, "ch": self}
+        # each command's arrays bound as names of their own (one index less per access)
+        for c in range(n):
+            ns[f"nb_{c}"], ns[f"ng_{c}"], ns[f"nr_{c}"] = self.nb[c], self.ng[c], self.nr[c]
+        ns["acts"] = self.acts
+        B, GB = self.B, self.G * self.B
         self.fast_earliest = {}
         self.fast_update = {}
         for c in (T.ACT, T.RD, T.WR, T.PRE):
+            # e_c(b, lo, bus): lo = last issue + 1 (command bus), bus = cycle the data bus frees
             w = self.data[c]
-            lines = [
-                f"def e_{c}(b, g, r):",
-                f"    t = nc[{c}]",
-                "    x = ch.last_issue + 1",
+            lines = [f"def e_{c}(b, lo, bus):", f"    t = nc[{c}]", "    if lo > t: t = lo"]
+            if w is not None:
+                lines += [f"    x = bus - {w[0]}", "    if x > t: t = x"]
+            lines += [
+                f"    x = nb_{c}[b]",
                 "    if x > t: t = x",
-                f"    x = nb[{c}][b]",
+                f"    x = ng_{c}[b // {B}]",
                 "    if x > t: t = x",
-                f"    x = ng[{c}][g]",
-                "    if x > t: t = x",
-                f"    x = nr[{c}][r]",
+                f"    x = nr_{c}[b // {GB}]",
                 "    if x > t: t = x",
             ]
-            if w is not None:
-                lines += [f"    x = ch.bus_free - {w[0]}", "    if x > t: t = x"]
             if c == T.ACT:
                 lines += [
-                    "    a = ch.acts[r]",
+                    f"    a = acts[b // {GB}]",
                     "    if len(a) == 4:",
                     f"        x = a[0] + {self.tfaw}",
                     "        if x > t: t = x",
                 ]
             lines.append("    return t")
-            upd = [f"def u_{c}(t, b, g, r):"]
-            for scope, later, delay, _occ in table[c]:
+            upd = [f"def u_{c}(t, b):", f"    g = b // {B}", f"    r = b // {GB}"]
+            for scope, later, delay, _occ in _needed_rules(table[c]):
                 ref = {
-                    "bank": f"nb[{later}][b]",
-                    "bg": f"ng[{later}][g]",
-                    "rank": f"nr[{later}][r]",
+                    "bank": f"nb_{later}[b]",
+                    "bg": f"ng_{later}[g]",
+                    "rank": f"nr_{later}[r]",
                     "channel": f"nc[{later}]",
                 }[scope]
                 upd += [f"    v = t + {delay}", f"    if v > {ref}: {ref} = v"]
-            if len(upd) == 1:
-                upd.append("    pass")
             exec("\n".join(lines) + "\n" + "\n".join(upd), ns)  # noqa: S102 - generated above
             self.fast_earliest[c] = ns[f"e_{c}"]
             self.fast_update[c] = ns[f"u_{c}"]
@@ -272,7 +292,7 @@ class HbmChannel:
         cmd = T.CMD[cmd] if isinstance(cmd, str) else cmd
         if cmd in self.fast_earliest:  # generated code, the same the controller runs
             return self.fast_earliest[cmd](
-                (rank * self.G + bg) * self.B + bank, rank * self.G + bg, rank
+                (rank * self.G + bg) * self.B + bank, self.last_issue + 1, self.bus_free
             )
         if cmd in self.wide_earliest:
             return self.wide_earliest[cmd]()
@@ -373,7 +393,7 @@ class HbmChannel:
         g = rank * self.G + bg
         b = g * self.B + bank
         if cmd in self.fast_update:
-            self.fast_update[cmd](t, b, g, rank)
+            self.fast_update[cmd](t, b)
             self._mem_state(cmd, rank, b, row, t)
             return
         if wide:
@@ -491,7 +511,12 @@ class Controller:
         MEM candidates sit in a heap keyed (earliest cycle, priority, age). Earliest cycles
         only grow as commands issue, so a heap key is a lower bound: the top is re-evaluated
         and pushed back until it is exact, then it is the FR-FCFS choice (row hits before
-        row opens at equal cycles, then the oldest request).
+        row opens at equal cycles, then the oldest request). The PIM queue's head keeps a
+        lower bound the same way and is evaluated only when it could win.
+
+        The hot state (last issue cycle, cycle the data bus frees, next refresh) lives in
+        locals and is written back to the channel around the rarer PIM/refresh commands,
+        which go through :meth:`HbmChannel.earliest` and :meth:`HbmChannel._apply`.
         """
         ch = self.ch
         t_ = self.mem.timing
@@ -502,10 +527,11 @@ class Controller:
         if pim and not self.mem.pim.enabled:
             raise NeupimsError(f"memory config {self.mem.name!r}: pim.enabled is false")
         n = len(reqs)
-        r_row = [r.row for r in reqs]
+        r_where = [(r.rank, r.bg, r.bank, r.row, r.col) for r in reqs]  # log fields
+        r_row = [w[3] for w in r_where]
         r_write = [r.write for r in reqs]
         r_arr = [r.arrival for r in reqs]
-        qbank = [ch._bank_id(r.rank, r.bg, r.bank) for r in reqs]
+        qbank = [(w[0] * G + w[1]) * B + w[2] for w in r_where]
         status = [0] * n  # 0 hit, 1 miss, 2 conflict
         queues: list[list[int]] = [[] for _ in range(nbk)]
         version = [0] * nbk
@@ -518,26 +544,29 @@ class Controller:
         tile_row = CLOSED
         lane = -1  # bank whose candidate changed by its own last command
         gact_pending = [0] * ch.R  # G_ACTs of the tile in progress not yet issued, per rank
-        r_where = [(r.rank, r.bg, r.bank, r.row, r.col) for r in reqs]  # log fields
         n_status = [0, 0, 0]  # served requests that were row hits, misses, conflicts
         n_reads = n_writes = lat_sum = last_done = 0
         refreshing: deque | None = None
         end = 0
         stats = ch.stats
         RD, WR, ACT, PRE = T.RD, T.WR, T.ACT, T.PRE
-        fe = ch.fast_earliest
-        e_rd, e_wr, e_act, e_pre = fe[RD], fe[WR], fe[ACT], fe[PRE]
         mem_row, pim_row = ch.mem_row, ch.pim_row
         cl, burst, cwl = t_.CL, ch.mem.burst_cycles, t_.CWL
         dual = ch.dual
         qsize = self.queue_size
         rank_of = [b // (G * B) for b in range(nbk)]
-        group_of = [b // B for b in range(nbk)]
-        apply_fast = ch.fast_update
+        efun = [None] * len(T.COMMANDS)  # generated earliest(b, lo, bus) per bank command
+        ufun = [None] * len(T.COMMANDS)  # generated update(t, b) per bank command
+        for c in (RD, WR, ACT, PRE):
+            efun[c], ufun[c] = ch.fast_earliest[c], ch.fast_update[c]
+        acts = ch.acts
         log = ch.log
         counts = ch.counts
         names = T.COMMANDS
         push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
+        last, bus = ch.last_issue, ch.bus_free  # written back before ch.earliest / ch._apply
+        ref_due = self.ref_due if ch.refresh else math.inf
+        pim_lb = 0  # lower bound of the PIM queue head's earliest cycle (0: unknown)
 
         def decide(b):
             """FR-FCFS candidate of bank b: (cmd, request, priority) or None."""
@@ -556,33 +585,27 @@ class Controller:
                 return None  # PIM priority: the tile's G_ACTs get this rank's tFAW window
             return ACT, i, 2
 
-        efun = [None] * len(T.COMMANDS)
-        efun[RD], efun[WR], efun[ACT], efun[PRE] = e_rd, e_wr, e_act, e_pre
-
-        def earliest_of(cmd, b):
-            return efun[cmd](b, group_of[b], rank_of[b])
-
-        def refresh_bank(b):
+        def refresh_bank(b, lo, bus):
             version[b] += 1
             if queues[b]:
                 c = decide(b)
                 if c is not None:
-                    push(heap, (earliest_of(c[0], b), c[2], c[1], version[b], b))
+                    push(heap, (efun[c[0]](b, lo, bus), c[2], c[1], version[b], b))
 
-        def unissued(cand):
+        def unissued(te, c, req, b):
             """A chosen MEM candidate that does not issue now goes (back) into the heap."""
-            te, c, req, b = cand
             version[b] += 1
             push(heap, (te, 1 if c in (RD, WR) else 2, req, version[b], b))
 
-        def refresh_all():
+        def refresh_all(lo, bus):
             for b in range(nbk):
                 if queues[b]:
-                    refresh_bank(b)
+                    refresh_bank(b, lo, bus)
 
         while True:
+            lo = last + 1  # the command bus: one command per cycle
             # admit arrivals
-            while nxt < n and queued < qsize and r_arr[nxt] <= ch.last_issue + 1:
+            while nxt < n and queued < qsize and r_arr[nxt] <= lo:
                 b = qbank[nxt]
                 q = queues[b]
                 q.append(nxt)
@@ -592,7 +615,7 @@ class Controller:
                 # empty or it is the first hit to the open row; otherwise the bank keeps its
                 # heap entry (or is the fast lane, or waits for a PIM precharge)
                 if len(q) == 1:
-                    refresh_bank(b)
+                    refresh_bank(b, lo, bus)
                 else:
                     orow = mem_row[b]
                     if (
@@ -600,7 +623,7 @@ class Controller:
                         and r_row[q[0]] != orow
                         and all(r_row[i] != orow for i in q[1:-1])
                     ):
-                        refresh_bank(b)
+                        refresh_bank(b, lo, bus)
             pim_busy = bool(tiles or pim_cmds)
             if not (queued or pim_busy or nxt < n or refreshing):
                 break
@@ -612,100 +635,118 @@ class Controller:
                     and all(mem_row[x] == CLOSED for x in range(r * G * B, (r + 1) * G * B))
                 ) or (cmd == T.PIM_PRECHARGE and all(x == CLOSED for x in pim_row))
                 if not skip:
+                    ch.last_issue, ch.bus_free = last, bus
                     at = ch.earliest(cmd, r)
                     ch._apply(cmd, r, 0, 0, 0, 0, at)
+                    last, bus = ch.last_issue, ch.bus_free
                     end = max(end, at + 1)
                 if not refreshing:
                     refreshing = None
                     self.ref_due += t_.tREFI
-                    refresh_all()
+                    ref_due = self.ref_due
+                    refresh_all(last + 1, bus)
                 continue
-            # ---- PIM candidate
-            pim_t = None
+            # ---- PIM queue head: a PRE queued to free the tile's row may no longer be needed
             while pim_cmds and pim_cmds[0][0] == PRE:
-                x = pim_cmds[0]  # a PRE queued to free the tile's row: still needed?
+                x = pim_cmds[0]
                 if mem_row[ch._bank_id(x[1], x[2], x[3])] == x[4]:
                     break
                 pim_cmds.popleft()
-            if pim_busy:
-                if pim_cmds:
-                    c, r, g, bk, row, col = pim_cmds[0]
-                    pim_t = ch.earliest(c, r, g, bk, col)
-                else:
-                    pim_t = ch.earliest(T.P_HEADER)
-            # ---- MEM candidate: make the heap top exact
-            best = None
-            lane_key = None  # the lane bank's exact (key, cmd, request, bank), outside the heap
+                pim_lb = 0
+            # ---- MEM candidate: the chosen one is (bt, bc, bi, bb) = cycle, command,
+            # request, bank; kind 0: none yet, 1: MEM, 2: PIM
+            kind = 0
+            lane_ok = False  # the lane bank's exact (lt, lp, li) with command lc, outside the heap
             if lane >= 0:
                 # fast lane: the bank that just issued competes from outside the heap, so a
                 # run of its row hits needs no heap traffic
-                b = lane
+                lb = lane
                 lane = -1
-                if queues[b] and (dual or not pim_busy):
-                    c = decide(b)
-                    if c is not None:
-                        te = efun[c[0]](b, group_of[b], rank_of[b])
-                        lane_key = ((te, c[2], c[1]), c[0], b)
+                q = queues[lb]
+                if q and (dual or not pim_busy):
+                    li = q[0]
+                    orow = mem_row[lb]
+                    if orow != CLOSED and r_row[li] == orow:  # the oldest request hits
+                        lc = WR if r_write[li] else RD
+                        lp = 1
+                        lane_ok = True
+                    else:
+                        c = decide(lb)
+                        if c is not None:
+                            lc, li, lp = c
+                            lane_ok = True
+                    if lane_ok:
+                        lt = efun[lc](lb, lo, bus)
             if queued and (dual or not pim_busy):
                 while heap:
                     t0, p0, i0, v0, b = heap[0]
                     if v0 != version[b] or not queues[b]:
                         pop(heap)
                         continue
-                    if lane_key is not None and lane_key[0] < (t0, p0, i0):
+                    if lane_ok and (lt < t0 or (lt == t0 and (lp < p0 or (lp == p0 and li < i0)))):
                         break  # every heap key is a lower bound: the lane wins
                     c = decide(b)
                     if c is None:
                         pop(heap)
                         continue
-                    te = earliest_of(c[0], b)
-                    if (te, c[2], c[1]) != (t0, p0, i0):
-                        replace(heap, (te, c[2], c[1], v0, b))
+                    bc, bi, p = c
+                    bt = efun[bc](b, lo, bus)
+                    if bt != t0 or p != p0 or bi != i0:
+                        replace(heap, (bt, p, bi, v0, b))
                         continue
-                    best = (te, c[0], c[1], b)
+                    bb = b
+                    kind = 1
                     break
-            if best is None and lane_key is not None:
-                (te, _p, req), c, b = lane_key
-                best = (te, c, req, b)
-                lane_key = None
-            if lane_key is not None:  # lost to a heap entry: back into the heap
-                (te, p_, req), _c, b = lane_key
-                version[b] += 1
-                push(heap, (te, p_, req, version[b], b))
-            best_t = best[0] if best is not None else None
-            if pim_t is not None and (best_t is None or pim_t <= best_t):
-                if best is not None:
-                    unissued(best)
-                best_t, best = pim_t, None
+            if lane_ok:
+                if kind == 0:
+                    bt, bc, bi, bb = lt, lc, li, lb
+                    kind = 1
+                else:  # lost to a heap entry: back into the heap
+                    version[lb] += 1
+                    push(heap, (lt, lp, li, version[lb], lb))
+            # ---- PIM candidate, evaluated only when its lower bound does not lose already
+            if pim_busy and (kind == 0 or pim_lb <= bt):
+                ch.last_issue, ch.bus_free = last, bus
+                if pim_cmds:
+                    c, r, g, bk, row, col = pim_cmds[0]
+                    pim_lb = ch.earliest(c, r, g, bk, col)
+                else:
+                    pim_lb = ch.earliest(T.P_HEADER)
+                if kind == 0 or pim_lb <= bt:
+                    if kind == 1:
+                        unissued(bt, bc, bi, bb)
+                    bt = pim_lb
+                    kind = 2
             # an arrival before the chosen command is admitted first
             if nxt < n and queued < qsize:
                 arr = r_arr[nxt]
-                if best_t is None or arr < best_t:
-                    if best is not None:
-                        unissued(best)
-                    if arr - 1 > ch.last_issue:
-                        ch.last_issue = arr - 1
+                if kind == 0 or arr < bt:
+                    if kind == 1:
+                        unissued(bt, bc, bi, bb)
+                    if arr - 1 > last:
+                        last = arr - 1
                     continue
-            if best_t is None:
+            if kind == 0:
                 raise HbmTimingError("controller stalled with work queued")  # pragma: no cover
             # refresh due: finish the tile in progress, then refresh
-            if ch.refresh and best_t >= self.ref_due:
+            if bt >= ref_due:
                 if in_tile:
-                    if best is not None:  # hold normal traffic until the tile is done
-                        unissued(best)
+                    if kind == 1:  # hold normal traffic until the tile is done
+                        unissued(bt, bc, bi, bb)
                         c, r, g, bk, row, col = pim_cmds[0]
-                        best_t = ch.earliest(c, r, g, bk, col)
-                        best = None
+                        ch.last_issue, ch.bus_free = last, bus
+                        bt = ch.earliest(c, r, g, bk, col)
+                        kind = 2
                 else:
-                    if best is not None:
-                        unissued(best)
+                    if kind == 1:
+                        unissued(bt, bc, bi, bb)
                     refreshing = deque(
                         [(T.PREA, r) for r in range(ch.R)]
                         + [(T.PIM_PRECHARGE, 0)]
                         + [(T.REF, r) for r in range(ch.R)]
                     )
                     continue
-            if best is None:  # PIM command
+            if kind == 2:  # PIM command
                 if not pim_cmds:
                     tile = tiles.popleft()
                     self._expand(tile, pim_cmds)
@@ -717,69 +758,75 @@ class Controller:
                     tile_row = tile.row
                     in_tile = True
                 c, r, g, bk, row, col = pim_cmds.popleft()
-                at = best_t  # its earliest cycle, computed above on the same state
+                pim_lb = 0
+                at = bt  # its earliest cycle, computed above on the same state
+                ch.last_issue, ch.bus_free = last, bus
                 ch._apply(c, r, g, bk, row, col, at)
+                last, bus = ch.last_issue, ch.bus_free
                 if c == PRE:
-                    refresh_bank(ch._bank_id(r, g, bk))
+                    refresh_bank(ch._bank_id(r, g, bk), last + 1, bus)
                 elif c == T.G_ACT:
                     gact_pending[r] -= 1
                     if not gact_pending[r]:  # the rank's held ACTs may go again
                         for x in range(r * G * B, (r + 1) * G * B):
                             if queues[x]:
-                                refresh_bank(x)
+                                refresh_bank(x, last + 1, bus)
                 if not pim_cmds:
                     in_tile = False
                 if c == T.PIM_PRECHARGE or not pim_cmds:
-                    refresh_all()
+                    refresh_all(last + 1, bus)
                 end = max(end, at + self._tail(c))
                 continue
             # ---- MEM command (inlined HbmChannel._apply for the four bank commands)
-            at, cmd, req, b = best
+            b = bb
             version[b] += 1  # its heap entries are stale now; the fast lane takes over
-            ch.last_issue = at
-            counts[cmd] += 1
-            if cmd == RD or cmd == WR:
-                log.append((at, names[cmd], *r_where[req]))
-                apply_fast[cmd](at, b, group_of[b], rank_of[b])
+            last = bt
+            counts[bc] += 1
+            if bc == RD or bc == WR:
+                log.append((bt, names[bc], *r_where[bi]))
+                ufun[bc](bt, b)
                 q = queues[b]
-                q.remove(req)
+                q.remove(bi)
                 queued -= 1
-                n_status[status[req]] += 1
-                if cmd == RD:
-                    done = at + cl + burst
+                n_status[status[bi]] += 1
+                if bc == RD:
+                    bus = bt + cl + burst
                     n_reads += 1
-                    lat_sum += done - r_arr[req]
+                    lat_sum += bus - r_arr[bi]
                 else:
-                    done = at + cwl + burst
+                    bus = bt + cwl + burst
                     n_writes += 1
-                ch.bus_free = done
-                if done > last_done:
-                    last_done = done
+                if bus > last_done:
+                    last_done = bus
                 if q:
                     lane = b
                 continue
-            rank = rank_of[b]
-            w = r_where[req]
-            if cmd == ACT:
-                log.append((at, "ACT", *w))
-                apply_fast[cmd](at, b, group_of[b], rank)
-                ch.acts[rank].append(at)
+            w = r_where[bi]
+            if bc == ACT:
+                log.append((bt, "ACT", *w))
+                ufun[ACT](bt, b)
+                acts[rank_of[b]].append(bt)
                 mem_row[b] = w[3]
-                ch._set_open(1, at)
-                if status[req] < 1:
-                    status[req] = 1
+                if ch.open_count == 0:
+                    ch.open_since = bt
+                ch.open_count += 1
+                if status[bi] < 1:
+                    status[bi] = 1
             else:  # PRE logs the row it closes
-                log.append((at, "PRE", w[0], w[1], w[2], mem_row[b], w[4]))
-                apply_fast[cmd](at, b, group_of[b], rank)
+                log.append((bt, "PRE", w[0], w[1], w[2], mem_row[b], w[4]))
+                ufun[PRE](bt, b)
                 mem_row[b] = CLOSED
-                ch._set_open(-1, at)
-                status[req] = 2
+                ch.open_count -= 1
+                if ch.open_count == 0:
+                    stats.active_cycles += bt - ch.open_since
+                status[bi] = 2
             lane = b
+        ch.last_issue, ch.bus_free = last, bus
         stats.row_hits, stats.row_misses, stats.row_conflicts = n_status
         stats.reads, stats.writes, stats.read_latency_sum = n_reads, n_writes, lat_sum
         stats.last_request_done = last_done
         end = max(end, last_done)
-        return ch.finish_stats(max(end, ch.last_issue + 1))
+        return ch.finish_stats(max(end, last + 1))
 
     def _tail(self, cmd: int) -> int:
         w = self.ch.data[cmd]
