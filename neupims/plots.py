@@ -70,8 +70,12 @@ def axis_label(column: str, override: str | None = None) -> str:
     return column.replace("_", " ")
 
 
-def _ordered(values: pd.Series) -> list[Any]:
+def _ordered(values: pd.Series, order: list[Any] | None = None) -> list[Any]:
+    """Distinct values: those listed in ``order`` first, in that order, then the rest sorted."""
     uniq = list(dict.fromkeys(values.tolist()))
+    if order:
+        rank = {str(v): i for i, v in enumerate(order)}
+        return sorted(uniq, key=lambda v: (rank.get(str(v), len(rank)), str(v)))
     try:
         return sorted(uniq)
     except TypeError:
@@ -84,7 +88,10 @@ def _facets(fig_spec, df: pd.DataFrame):
     groups = (
         [(None, df)]
         if not fig_spec.facet
-        else [(v, df[df[fig_spec.facet] == v]) for v in _ordered(df[fig_spec.facet])]
+        else [
+            (v, df[df[fig_spec.facet] == v])
+            for v in _ordered(df[fig_spec.facet], fig_spec.order.get(fig_spec.facet))
+        ]
     )
     n = len(groups)
     ncols = min(n, 4)
@@ -98,15 +105,19 @@ def _facets(fig_spec, df: pd.DataFrame):
     out = []
     for ax, (v, sub) in zip(flat, groups, strict=False):
         if v is not None:
-            ax.set_title(f"{fig_spec.facet} = {v}", fontsize=9)
+            ax.set_title(fig_spec.facet_title.format(facet=fig_spec.facet, value=v), fontsize=9)
         out.append((ax, sub))
     return fig, out
 
 
 def _series(fig_spec, df: pd.DataFrame):
     """(label, index of hue, index of style, rows) per hue x style combination."""
-    hues = _ordered(df[fig_spec.hue]) if fig_spec.hue else [None]
-    styles = _ordered(df[fig_spec.style]) if fig_spec.style else [None]
+    hues = _ordered(df[fig_spec.hue], fig_spec.order.get(fig_spec.hue)) if fig_spec.hue else [None]
+    styles = (
+        _ordered(df[fig_spec.style], fig_spec.order.get(fig_spec.style))
+        if fig_spec.style
+        else [None]
+    )
     for hi, h in enumerate(hues):
         for si, s in enumerate(styles):
             sub = df
@@ -149,8 +160,8 @@ def _grouped_bars(fs, df: pd.DataFrame):
         ((col, val),) = fs.normalise_to.items()
         ylabel = f"{axis_label(fs.y)}, normalised to {col} = {val}"
     for ax, sub in panels:
-        cats = _ordered(sub[fs.x])
-        hues = _ordered(sub[fs.hue]) if fs.hue else [None]
+        cats = _ordered(sub[fs.x], fs.order.get(fs.x))
+        hues = _ordered(sub[fs.hue], fs.order.get(fs.hue)) if fs.hue else [None]
         width = 0.8 / max(len(hues), 2)
         table = sub.groupby([fs.x] + ([fs.hue] if fs.hue else []), sort=False)[fs.y].mean()
         if fs.normalise_to:

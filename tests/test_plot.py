@@ -105,3 +105,33 @@ def test_axis_labels_carry_units():
     assert axis_label("kv_cache_bytes") == "kv cache (B)"
     assert axis_label("energy_j") == "energy (J)"
     assert axis_label("anything", "custom (u)") == "custom (u)"
+
+
+def test_figure_order_puts_listed_values_first_then_the_rest_sorted():
+    import pandas as pd
+
+    from neupims.plots import _ordered
+
+    vals = pd.Series(["npu_pim", "neupims", "gpu_only", "npu_only", "extra"])
+    assert _ordered(vals, ["gpu_only", "npu_only", "npu_pim", "neupims"]) == [
+        "gpu_only",
+        "npu_only",
+        "npu_pim",
+        "neupims",
+        "extra",
+    ]
+    assert _ordered(vals) == sorted(vals)
+
+
+def test_figure_order_keys_must_be_columns_the_figure_uses():
+    import pytest
+    from pydantic import ValidationError
+
+    from neupims.experiments.spec import FigureSpec
+
+    with pytest.raises(
+        ValidationError, match=r"order names \['colour'\], which this figure does not use"
+    ):
+        FigureSpec(type="lines", x="batch", y="latency_s", order={"colour": ["a"]})
+    with pytest.raises(ValidationError, match="facet_title may use only"):
+        FigureSpec(type="lines", x="batch", y="latency_s", facet_title="{panel}")

@@ -58,6 +58,11 @@ class FigureSpec(Spec):
     style: str | None = None
     facet: str | None = None
     normalise_to: dict[str, Any] | None = None
+    #: display order of a column's values (hue, style, x categories, facets); values not
+    #: listed follow, sorted. Default: sorted.
+    order: dict[str, list[Any]] = Field(default_factory=dict)
+    #: panel title template; ``{facet}`` is the facet column, ``{value}`` its value
+    facet_title: str = "{facet} = {value}"
     logx: bool = False
     logy: bool = False
     title: str | None = None
@@ -79,6 +84,18 @@ class FigureSpec(Spec):
             missing = [k for k in ("x", "y") if getattr(self, k) is None]
             if missing:
                 raise ValueError(f"a {self.type!r} figure needs {' and '.join(missing)}")
+        used = {c for c in (self.x, self.hue, self.style, self.facet) if c}
+        stray = sorted(set(self.order) - used)
+        if stray:
+            raise ValueError(
+                f"order names {stray}, which this figure does not use; expected keys among {sorted(used)}"
+            )
+        try:
+            self.facet_title.format(facet="f", value="v")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"facet_title may use only {{facet}} and {{value}}, got {self.facet_title!r} ({exc})"
+            ) from None
         if self.normalise_to is not None:
             if self.type != "grouped_bars":
                 raise ValueError("normalise_to applies to grouped_bars figures only")
