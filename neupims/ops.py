@@ -128,12 +128,38 @@ class Gemv(Gemm):
     name: ClassVar[str] = "gemv"
 
 
+class _Window2d:
+    """Output geometry of a sliding r x s window over a padded h x w input (conv, pool)."""
+
+    h: int
+    w: int
+    r: int
+    s: int
+    stride: int
+    pad: int
+
+    def _check_window(self) -> None:
+        if self.h + 2 * self.pad < self.r or self.w + 2 * self.pad < self.s:
+            raise ValueError(
+                f"filter {self.r}x{self.s} larger than padded input "
+                f"{self.h + 2 * self.pad}x{self.w + 2 * self.pad}"
+            )
+
+    @property
+    def ho(self) -> int:
+        return (self.h + 2 * self.pad - self.r) // self.stride + 1
+
+    @property
+    def wo(self) -> int:
+        return (self.w + 2 * self.pad - self.s) // self.stride + 1
+
+
 CONV_ALGOS = ("auto", "implicit_gemm", "im2col", "im2win", "direct")
 
 
 @register_op
 @dataclass(frozen=True)
-class Conv2d(Op):
+class Conv2d(Op, _Window2d):
     """2-D convolution, NCHW input [batch, c, h, w], filter [kout, c, r, s]."""
 
     name: ClassVar[str] = "conv2d"
@@ -153,19 +179,7 @@ class Conv2d(Op):
         super().validate()
         if self.algo not in CONV_ALGOS:
             raise ValueError(f"algo must be one of {list(CONV_ALGOS)}, got {self.algo!r}")
-        if self.h + 2 * self.pad < self.r or self.w + 2 * self.pad < self.s:
-            raise ValueError(
-                f"filter {self.r}x{self.s} larger than padded input "
-                f"{self.h + 2 * self.pad}x{self.w + 2 * self.pad}"
-            )
-
-    @property
-    def ho(self) -> int:
-        return (self.h + 2 * self.pad - self.r) // self.stride + 1
-
-    @property
-    def wo(self) -> int:
-        return (self.w + 2 * self.pad - self.s) // self.stride + 1
+        self._check_window()
 
     @property
     def gemm_mnk(self) -> tuple[int, int, int]:
@@ -304,7 +318,7 @@ class Elementwise(Op):
 
 @register_op
 @dataclass(frozen=True)
-class Pool2d(Op):
+class Pool2d(Op, _Window2d):
     """Max or average pooling over [batch, c, h, w] with an r x s window."""
 
     name: ClassVar[str] = "pool2d"
@@ -323,14 +337,7 @@ class Pool2d(Op):
         super().validate()
         if self.kind not in ("max", "avg"):
             raise ValueError(f"kind must be 'max' or 'avg', got {self.kind!r}")
-
-    @property
-    def ho(self) -> int:
-        return (self.h + 2 * self.pad - self.r) // self.stride + 1
-
-    @property
-    def wo(self) -> int:
-        return (self.w + 2 * self.pad - self.s) // self.stride + 1
+        self._check_window()
 
     @property
     def flops(self) -> float:
