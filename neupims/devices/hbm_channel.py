@@ -535,7 +535,9 @@ class Controller:
         status = [0] * n  # 0 hit, 1 miss, 2 conflict
         queues: list[list[int]] = [[] for _ in range(nbk)]
         version = [0] * nbk
-        heap: list[tuple[int, int, int, int, int]] = []
+        heap: list[
+            tuple[int, int, int, int, int, int]
+        ] = []  # (key, priority, request, version, bank, command)
         queued = 0
         nxt = 0
         pim_cmds: deque = deque()
@@ -590,12 +592,12 @@ class Controller:
             if queues[b]:
                 c = decide(b)
                 if c is not None:
-                    push(heap, (efun[c[0]](b, lo, bus), c[2], c[1], version[b], b))
+                    push(heap, (efun[c[0]](b, lo, bus), c[2], c[1], version[b], b, c[0]))
 
         def unissued(te, c, req, b):
             """A chosen MEM candidate that does not issue now goes (back) into the heap."""
             version[b] += 1
-            push(heap, (te, 1 if c in (RD, WR) else 2, req, version[b], b))
+            push(heap, (te, 1 if c in (RD, WR) else 2, req, version[b], b, c))
 
         def refresh_all(lo, bus):
             for b in range(nbk):
@@ -679,22 +681,27 @@ class Controller:
                         lt = efun[lc](lb, lo, bus)
             if queued and (dual or not pim_busy):
                 while heap:
-                    t0, p0, i0, v0, b = heap[0]
-                    if v0 != version[b] or not queues[b]:
+                    t0, p0, i0, v0, b, c0 = heap[0]
+                    if v0 != version[b]:
                         pop(heap)
                         continue
                     if lane_ok and (lt < t0 or (lt == t0 and (lp < p0 or (lp == p0 and li < i0)))):
                         break  # every heap key is a lower bound: the lane wins
-                    c = decide(b)
-                    if c is None:
+                    # A current entry's command and request are still the bank's FR-FCFS
+                    # choice: every change of queue or open row re-keys the bank (version).
+                    # Only an ACT can be held since, by PIM state (decide returns None).
+                    if c0 == ACT and (
+                        pim_row[b] == r_row[i0]
+                        or (in_tile and r_row[i0] == tile_row)
+                        or gact_pending[rank_of[b]]
+                    ):
                         pop(heap)
                         continue
-                    bc, bi, p = c
-                    bt = efun[bc](b, lo, bus)
-                    if bt != t0 or p != p0 or bi != i0:
-                        replace(heap, (bt, p, bi, v0, b))
+                    bt = efun[c0](b, lo, bus)
+                    if bt != t0:
+                        replace(heap, (bt, p0, i0, v0, b, c0))
                         continue
-                    bb = b
+                    bc, bi, bb = c0, i0, b
                     kind = 1
                     break
             if lane_ok:
@@ -703,7 +710,7 @@ class Controller:
                     kind = 1
                 else:  # lost to a heap entry: back into the heap
                     version[lb] += 1
-                    push(heap, (lt, lp, li, version[lb], lb))
+                    push(heap, (lt, lp, li, version[lb], lb, lc))
             # ---- PIM candidate, evaluated only when its lower bound does not lose already
             if pim_busy and (kind == 0 or pim_lb <= bt):
                 ch.last_issue, ch.bus_free = last, bus
