@@ -53,11 +53,12 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "conv": (
         "conv_tc_eff",
         "conv_tf32_scale",
-        "conv_k0",
         "conv_simt_eff",
+        "conv_simt_rs0",
         "conv_layout_passes",
         "unfold_bw_eff",
         "unfold_fixed_us",
+        "unfold_tap_ns",
         "window_bw_eff",
         "gather_gelems",
         "direct_eff",

@@ -148,3 +148,61 @@ def test_1x1_stride_1_im2win_needs_no_window_copy(model):
     op = Conv2d(32, 256, 14, 14, 1024, 1, 1, algo="im2win")
     d = dict(model.estimate(op).detail)
     assert d["workspace_bytes"] == 0.0 and d["transform_s"] == 0.0
+
+
+def test_cudnn_picks_its_kernel_family_from_the_shape(model):
+    """NCHW GEMM for aligned 1x1 (no workspace), NHWC implicit GEMM otherwise (workspace
+    of input + output), the CUDA-core kernel for 3-channel stems (no workspace)."""
+
+    def plan(**kw):
+        op = Conv2d(**{"batch": 32, "h": 28, "w": 28, "dtype": "fp16",
+                       "algo": "implicit_gemm", **kw})  # fmt: skip
+        d = dict(model.estimate(op).detail)
+        io = (op.input_elems + op.output_elems) * dtype_bytes(op.dtype)
+        return d["kernel"], d["workspace_bytes"], io
+
+    kernel, ws, _ = plan(c=128, kout=512, r=1, s=1)  # H*W = 784: 16-byte rows
+    assert kernel.startswith("cudnn_nchw_gemm") and ws == 0.0
+    kernel, ws, io = plan(c=512, kout=2048, r=1, s=1, h=7, w=7)  # H*W = 49: not aligned
+    assert kernel.startswith("cudnn_nhwc_implicit_gemm") and ws >= io
+    kernel, ws, io = plan(c=128, kout=128, r=3, s=3, pad=1)
+    assert kernel.startswith("cudnn_nhwc_implicit_gemm") and ws >= io
+    kernel, ws, _ = plan(c=3, kout=64, r=7, s=7, stride=2, pad=3, h=224, w=224)
+    assert kernel == "cudnn_simt" and ws == 0.0
+
+
+def test_stem_simt_rate_grows_with_the_filter_taps(model):
+    def tflops(r):
+        op = Conv2d(32, 3, 224, 224, 64, r, r, pad=r // 2, dtype="fp32", algo="implicit_gemm")
+        return op.flops / model.estimate(op).latency_s
+
+    assert tflops(3) < tflops(7) < tflops(11)
+    e = model.eff
+    peak = model.hw.cuda_core_tflops["fp32"] * 1e12
+    assert tflops(11) < peak * e["conv_simt_eff"]
+
+
+def test_split_k_conv_pays_a_reduction_kernel_and_its_workspace(model):
+    # ResNet-50 res5 3x3: M = 32*7*7 = 1568 rows, too few tiles to fill 132 SMs
+    op = Conv2d(32, 512, 7, 7, 512, 3, 3, pad=1, dtype="fp16", algo="implicit_gemm")
+    d = dict(model.estimate(op).detail)
+    assert d["split_k"] > 1
+    b = dtype_bytes(op.dtype)
+    m, n, _ = op.gemm_mnk
+    layout = (op.input_elems + op.output_elems) * b
+    assert d["workspace_bytes"] == pytest.approx(layout + d["split_k"] * m * n * 4)
+
+
+def test_unfold_of_few_channel_large_filters_is_latency_bound(model):
+    """C*Ho*Wo threads per image, R*S taps each: an 11x11 3-channel stem cannot fill the
+    GPU, so its unfold time grows with the taps, not with the bytes written."""
+    from neupims.devices.gpu_conv import unfold_serial_time
+
+    stem = Conv2d(128, 3, 227, 227, 96, 11, 11, stride=4, dtype="fp16", algo="im2col")
+    assert stem.c * stem.ho * stem.wo < model.hw.sms * 2048
+    t_taps = unfold_serial_time(model, stem)
+    assert t_taps == pytest.approx(121 * model.eff["unfold_tap_ns"] * 1e-9)
+    per_image_bytes = (stem.input_elems + stem.im2col_elems) * 2 / stem.batch
+    assert t_taps > per_image_bytes / (model.eff["unfold_bw_eff"] * model.bw)
+    d = dict(model.estimate(stem).detail)
+    assert d["unfold_s"] >= stem.batch * t_taps

@@ -71,12 +71,13 @@ DEFAULTS: dict[str, float] = {
     "ew_bw_eff_softmax": 0.35,
     # convolution
     "conv_tc_eff": 0.7,  # cuDNN implicit GEMM relative to a plain GEMM of the same view
-    "conv_k0": 256.0,  # elements: implicit-GEMM efficiency grows as K / (K + conv_k0)
     "conv_tf32_scale": 1.0,  # FP32 (TF32) convolutions' efficiency relative to 16-bit
-    "conv_simt_eff": 0.4,  # cuDNN's CUDA-core fallback (channels not a multiple of 8/4)
+    "conv_simt_eff": 0.4,  # cuDNN's NCHW CUDA-core kernel (channels not a multiple of 8/4)
+    "conv_simt_rs0": 4.0,  # taps: that kernel's rate grows as R*S / (R*S + rs0)
     "conv_layout_passes": 2.0,  # NCHW<->NHWC traffic, in passes over input + output
     "unfold_bw_eff": 0.5,  # PyTorch unfold (im2col) kernel, fraction of HBM bandwidth
     "unfold_fixed_us": 4.0,  # per-image im2col kernel fixed time (one launch per image)
+    "unfold_tap_ns": 100.0,  # unfold: latency per filter tap along one thread (stems)
     "gather_gelems": 300.0,  # G elements/s a strided gather (unfold, window copy) writes
     "window_bw_eff": 0.8,  # Im2win window copy (a strided copy), fraction of HBM bandwidth
     "direct_eff": 0.05,  # naive direct convolution, fraction of the FP32 SIMT peak

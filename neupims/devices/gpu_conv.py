@@ -52,54 +52,106 @@ def channel_align(dtype: str) -> int:
     return 8 if dtype_bytes(dtype) == 2 else 4
 
 
-@register_conv("implicit_gemm")
-def implicit_gemm(model, op: Conv2d) -> ConvPlan:
-    """cuDNN implicit GEMM: M = N*Ho*Wo, N = K, K = C*R*S gathered on the fly.
+def pointwise_native(op: Conv2d) -> bool:
+    """Whether cuDNN runs this convolution directly on NCHW as a GEMM, without layout
+    transforms: 1x1, stride 1, no padding, and image rows H*W a whole number of 16-byte
+    vectors (the B operand's contiguous dimension; 16-byte aligned rows are what vector
+    and TMA loads need, CUDA C++ Programming Guide, "Tensor Memory Access"). Measured on
+    the H100 (validation/h100/ops.csv, cuDNN 9.19): every 1x1 stride-1 layer with
+    H*W = 3136 or 784 allocated only its output; the 7x7 (H*W = 49) ones allocated an
+    NHWC workspace of input + output."""
+    pointwise = op.r == 1 and op.s == 1 and op.stride == 1 and op.pad == 0
+    return pointwise and (op.ho * op.wo) % channel_align(op.dtype) == 0
 
-    Tensor cores need C a multiple of ``channel_align``; otherwise cuDNN runs a CUDA-core
-    kernel (``conv_simt_eff`` of the FP32 SIMT peak; measured: 3-channel stems run at the
-    same speed in FP16 and FP32). Non-1x1 NCHW convolutions transform the input and output
-    to NHWC in kernels of their own: a workspace of input + output size (measured: cuDNN's
-    extra memory is about that), moved ``conv_layout_passes`` times, before and after the
-    convolution kernel (not overlapped with it). A 1x1 stride-1 convolution in NCHW is a
-    batched GEMM [K, C] x [C, H*W] over the images.
-    """
+
+def cudnn_simt(model, op: Conv2d) -> ConvPlan:
+    """cuDNN's CUDA-core kernel for channel counts tensor cores cannot take (3-channel
+    stems). It reads NCHW directly (measured: the 3x3 stems allocate only their output)
+    and runs the FP32 pipes for every dtype (measured: 3-channel stems run at about the
+    same TFLOPS in FP16 and FP32). Each output pixel's index arithmetic amortises over the
+    filter taps, so the rate is ``conv_simt_eff`` of the FP32 SIMT peak times
+    R*S / (R*S + ``conv_simt_rs0``) (measured: 16, 21 and 27 TFLOPS for 3x3, 7x7 and
+    11x11 stems in FP32)."""
     e = model.eff
     inp, flt, out = _io_bytes(op)
-    m, n, _ = op.gemm_mnk
-    pointwise = op.r == 1 and op.s == 1 and op.stride == 1 and op.pad == 0
-    workspace = 0.0 if pointwise else inp + out
-    layout_traffic = e["conv_layout_passes"] * workspace
-    align = channel_align(op.dtype)
-    if op.c % align:
-        peak = model.hw.cuda_core_tflops["fp32"] * 1e12
-        t_c = op.flops / (peak * e["conv_simt_eff"])
-        dram = inp + flt + out + layout_traffic
-        t_m = dram / (e["dram_eff"] * model.bw)
-        t = max(t_c, t_m) + e["gemm_fixed_us"] * 1e-6
-        bound = "compute" if t_c >= t_m else "memory"
-        return ConvPlan(t, dram, workspace, bound, (("kernel", "cudnn_simt"),))
+    rs = op.r * op.s
+    peak = model.hw.cuda_core_tflops["fp32"] * 1e12
+    t_c = op.flops / (peak * e["conv_simt_eff"] * rs / (rs + e["conv_simt_rs0"]))
+    dram = inp + flt + out
+    t_m = dram / (e["dram_eff"] * model.bw)
+    t = max(t_c, t_m) + e["gemm_fixed_us"] * 1e-6
+    bound = "compute" if t_c >= t_m else "memory"
+    return ConvPlan(t, dram, 0.0, bound, (("kernel", "cudnn_simt"),))
+
+
+@register_conv("implicit_gemm")
+def implicit_gemm(model, op: Conv2d) -> ConvPlan:
+    """cuDNN's convolution, as its heuristics pick the kernel family for the shape.
+
+    * C not a multiple of ``channel_align``: the CUDA-core NCHW kernel (:func:`cudnn_simt`).
+    * 1x1, stride 1, 16-byte aligned image rows (:func:`pointwise_native`): a plain GEMM
+      over NCHW, [K, C] x [C, H*W] per image, batched over the images, at the GEMM's own
+      efficiency; no workspace.
+    * Otherwise an NHWC implicit GEMM, M = N*Ho*Wo, N = K, K = C*R*S gathered on the fly,
+      at ``conv_tc_eff`` of the GEMM rate (x ``conv_tf32_scale`` for TF32). The NCHW input
+      and output are transformed to and from NHWC by kernels of their own: a workspace of
+      input + output (measured: cuDNN's extra memory is about that), moved
+      ``conv_layout_passes`` times, before and after the convolution kernel.
+    * When the GEMM plan splits K (too few output tiles to fill the SMs), the fp32
+      partial sums go to a workspace and a separate kernel reduces them (measured: the
+      small 7x7 and 14x14 ResNet layers allocate several output-sized fp32 buffers).
+    """
+    e = model.eff
+    if op.c % channel_align(op.dtype):
+        return cudnn_simt(model, op)
+    inp, flt, out = _io_bytes(op)
+    b = dtype_bytes(op.dtype)
+    m, n, k_red = op.gemm_mnk
     unit, peak = model.math_of(op.dtype, conv=True)
-    # each CTA's prologue (first gathers) and epilogue amortise over the reduction length
-    k_red = op.c * op.r * op.s
-    eff = (e["conv_tc_eff"] * (e["conv_tf32_scale"] if op.dtype == "fp32" else 1.0)
-           * k_red / (k_red + e["conv_k0"]))  # fmt: skip
-    if pointwise:
-        # NCHW 1x1: per image, [K, C] x [C, H*W] -- a batched GEMM over the images
+    tf32 = e["conv_tf32_scale"] if op.dtype == "fp32" and unit == "tensor" else 1.0
+    if pointwise_native(op):
         # the filter (A) is shared by the images: its DRAM bytes are counted once
         p = model.gemm_plan(op.kout, op.ho * op.wo, op.c, op.batch, op.dtype, unit=unit,
-                            peak=peak, eff_scale=eff,
+                            peak=peak, eff_scale=tf32,
                             a_dram_bytes=flt / op.batch)  # fmt: skip
+        workspace, t_extra, extra_bytes, kernel = 0.0, 0.0, 0.0, "nchw_gemm"
     else:
-        p = model.gemm_plan(m, n, op.c * op.r * op.s, 1, op.dtype, unit=unit, peak=peak,
-                            eff_scale=eff, a_dram_bytes=inp)  # fmt: skip
-    # the layout transforms are kernels of their own, before and after the convolution
-    t_layout = model.stream_time(layout_traffic) if layout_traffic else 0.0
-    detail = (("kernel", f"cudnn_{unit}"), ("tile", f"{p.tile[0]}x{p.tile[1]}"),
-              ("waves", p.waves), ("split_k", p.split_k), ("layout_s", t_layout))  # fmt: skip
-    bound = "memory" if t_layout > p.latency_s else p.bound
-    return ConvPlan(p.latency_s + t_layout, p.dram_bytes + layout_traffic, workspace, bound,
+        p = model.gemm_plan(m, n, k_red, 1, op.dtype, unit=unit, peak=peak,
+                            eff_scale=e["conv_tc_eff"] * tf32, a_dram_bytes=inp)  # fmt: skip
+        workspace = inp + out
+        extra_bytes = e["conv_layout_passes"] * workspace
+        # the layout transforms are kernels of their own, before and after the convolution
+        t_extra = model.stream_time(extra_bytes)
+        kernel = "nhwc_implicit_gemm"
+        if p.split_k > 1:
+            partials = p.split_k * m * n * 4.0
+            t_extra += model.stream_time(partials + m * n * b)
+            extra_bytes += partials + m * n * b
+            workspace += partials
+    detail = (("kernel", f"cudnn_{kernel}_{unit}"), ("tile", f"{p.tile[0]}x{p.tile[1]}"),
+              ("waves", p.waves), ("split_k", p.split_k), ("extra_kernels_s", t_extra))  # fmt: skip
+    bound = "memory" if t_extra > p.latency_s else p.bound
+    return ConvPlan(p.latency_s + t_extra, p.dram_bytes + extra_bytes, workspace, bound,
                     detail)  # fmt: skip
+
+
+#: resident threads per SM on SM80/SM90 (CUDA C++ Programming Guide, "Compute
+#: Capabilities", table of technical specifications: 2048 for compute capability 8.0/9.0)
+MAX_THREADS_PER_SM = 2048
+
+
+def unfold_serial_time(model, op: Conv2d) -> float:
+    """Latency floor of one image's unfold kernel, in seconds.
+
+    PyTorch's CUDA im2col runs one thread per (input channel, output pixel), C*Ho*Wo
+    threads per image, and each thread walks the R*S filter taps in sequence, one load
+    and one store per tap. With few channels (3-channel stems) the kernel cannot fill
+    the GPU, so the taps' latency is not hidden: the time is the waves of resident
+    threads times R*S taps at ``unfold_tap_ns`` each (the measured 11x11 stride-4 stems
+    unfold at ~25 us per image, several times their byte or element rate)."""
+    threads = op.c * op.ho * op.wo
+    waves = math.ceil(threads / (model.hw.sms * MAX_THREADS_PER_SM))
+    return waves * op.r * op.s * model.eff["unfold_tap_ns"] * 1e-9
 
 
 @register_conv("im2col")
@@ -117,7 +169,8 @@ def im2col(model, op: Conv2d) -> ConvPlan:
     per_image_elems = op.im2col_elems / op.batch
     t_unfold = op.batch * (e["unfold_fixed_us"] * 1e-6
                            + max(per_image / (e["unfold_bw_eff"] * model.bw),
-                                 per_image_elems / (e["gather_gelems"] * 1e9)))  # fmt: skip
+                                 per_image_elems / (e["gather_gelems"] * 1e9),
+                                 unfold_serial_time(model, op)))  # fmt: skip
     # A = filter [K, C*R*S] (broadcast over the batch), B = columns, C = output
     # (the filter is shared by the images: its DRAM bytes are counted once)
     p = model.gemm_plan(op.kout, op.ho * op.wo, op.c * op.r * op.s, op.batch, op.dtype,
