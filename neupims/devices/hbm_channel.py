@@ -530,6 +530,8 @@ class Controller:
         r_where = [(r.rank, r.bg, r.bank, r.row, r.col) for r in reqs]  # log fields
         r_row = [w[3] for w in r_where]
         r_write = [r.write for r in reqs]
+        # each request's RD/WR log entry less its cycle
+        r_log = [("WR" if r.write else "RD", *w) for r, w in zip(reqs, r_where, strict=True)]
         r_arr = [r.arrival for r in reqs]
         qbank = [(w[0] * G + w[1]) * B + w[2] for w in r_where]
         status = [0] * n  # 0 hit, 1 miss, 2 conflict
@@ -564,7 +566,6 @@ class Controller:
         acts = ch.acts
         log = ch.log
         counts = ch.counts
-        names = T.COMMANDS
         push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
         last, bus = ch.last_issue, ch.bus_free  # written back before ch.earliest / ch._apply
         ref_due = self.ref_due if ch.refresh else math.inf
@@ -626,7 +627,7 @@ class Controller:
                         and all(r_row[i] != orow for i in q[1:-1])
                     ):
                         refresh_bank(b, lo, bus)
-            pim_busy = bool(tiles or pim_cmds)
+            pim_busy = tiles or pim_cmds  # truthy while PIM work remains
             if not (queued or pim_busy or nxt < n or refreshing):
                 break
             # ---- refresh in progress: only its commands (the current tile has finished)
@@ -790,7 +791,7 @@ class Controller:
             last = bt
             counts[bc] += 1
             if bc == RD or bc == WR:
-                log.append((bt, names[bc], *r_where[bi]))
+                log.append((bt,) + r_log[bi])
                 ufun[bc](bt, b)
                 q = queues[b]
                 q.remove(bi)
@@ -810,7 +811,7 @@ class Controller:
                 continue
             w = r_where[bi]
             if bc == ACT:
-                log.append((bt, "ACT", *w))
+                log.append((bt, "ACT") + w)
                 ufun[ACT](bt, b)
                 acts[rank_of[b]].append(bt)
                 mem_row[b] = w[3]
