@@ -152,7 +152,7 @@ def test_1x1_stride_1_im2win_needs_no_window_copy(model):
 
 def test_cudnn_picks_its_kernel_family_from_the_shape(model):
     """NCHW GEMM for aligned 1x1 (no workspace), NHWC implicit GEMM otherwise (workspace
-    of input + output), the CUDA-core kernel for 3-channel stems (no workspace)."""
+    of input + output), the CUDA-core kernel for 3-channel stems (NHWC when strided)."""
 
     def plan(**kw):
         op = Conv2d(**{"batch": 32, "h": 28, "w": 28, "dtype": "fp16",
@@ -167,8 +167,10 @@ def test_cudnn_picks_its_kernel_family_from_the_shape(model):
     assert kernel.startswith("cudnn_nhwc_implicit_gemm") and ws >= io
     kernel, ws, io = plan(c=128, kout=128, r=3, s=3, pad=1)
     assert kernel.startswith("cudnn_nhwc_implicit_gemm") and ws >= io
-    kernel, ws, _ = plan(c=3, kout=64, r=7, s=7, stride=2, pad=3, h=224, w=224)
+    kernel, ws, _ = plan(c=3, kout=64, r=3, s=3, pad=1, h=224, w=224)  # read as NCHW
     assert kernel == "cudnn_simt" and ws == 0.0
+    kernel, ws, io = plan(c=3, kout=64, r=7, s=7, stride=2, pad=3, h=224, w=224)  # via NHWC
+    assert kernel == "cudnn_simt" and ws == pytest.approx(io)
 
 
 def test_stem_simt_rate_grows_with_the_filter_taps(model):

@@ -66,12 +66,14 @@ def pointwise_native(op: Conv2d) -> bool:
 
 def cudnn_simt(model, op: Conv2d) -> ConvPlan:
     """cuDNN's CUDA-core kernel for channel counts tensor cores cannot take (3-channel
-    stems). It reads NCHW directly (measured: the 3x3 stems allocate only their output)
-    and runs the FP32 pipes for every dtype (measured: 3-channel stems run at about the
-    same TFLOPS in FP16 and FP32). Each output pixel's index arithmetic amortises over the
-    filter taps, so the rate is ``conv_simt_eff`` of the FP32 SIMT peak times
-    R*S / (R*S + ``conv_simt_rs0``) (measured: 16, 21 and 27 TFLOPS for 3x3, 7x7 and
-    11x11 stems in FP32)."""
+    stems), on the FP32 pipes for every dtype (measured: 3x3 and 11x11 stems run at about
+    the same TFLOPS in FP16 and FP32). Each output pixel's index arithmetic amortises over
+    the filter taps, so the rate is ``conv_simt_eff`` of the FP32 SIMT peak times
+    R*S / (R*S + ``conv_simt_rs0``) (measured in FP32: 16, 21 and 27 TFLOPS for 3x3,
+    7x7 and 11x11 stems). Stride-1 stems are read as NCHW (measured: they allocate only
+    their output); strided ones are transformed to NHWC first, like the implicit GEMM
+    (measured: input + output allocated; the measured set cannot tell whether stride or
+    filter size > 3 decides, as every strided stem also has a 7x7 or 11x11 filter)."""
     e = model.eff
     inp, flt, out = _io_bytes(op)
     rs = op.r * op.s
@@ -81,7 +83,15 @@ def cudnn_simt(model, op: Conv2d) -> ConvPlan:
     t_m = dram / (e["dram_eff"] * model.bw)
     t = max(t_c, t_m) + e["gemm_fixed_us"] * 1e-6
     bound = "compute" if t_c >= t_m else "memory"
-    return ConvPlan(t, dram, 0.0, bound, (("kernel", "cudnn_simt"),))
+    workspace = 0.0
+    if op.stride > 1:
+        # strided stems go through NHWC (measured: workspace of input + output)
+        workspace = inp + out
+        t_layout = model.stream_time(e["conv_layout_passes"] * workspace)
+        t += t_layout
+        dram += e["conv_layout_passes"] * workspace
+        bound = "memory" if t_layout > t - t_layout else bound
+    return ConvPlan(t, dram, workspace, bound, (("kernel", "cudnn_simt"),))
 
 
 @register_conv("implicit_gemm")
