@@ -395,29 +395,33 @@ class HbmChannel:
     def _apply(self, cmd: int, rank: int, bg: int, bank: int, row: int, col: int, t: int) -> None:
         self.last_issue = t
         self.counts[cmd] += 1
-        wide = cmd in T.CHANNEL_WIDE
-        if wide:
-            self.log.append((t, T.COMMANDS[cmd], -1, -1, -1, row, col))
-        else:
-            self.log.append((t, T.COMMANDS[cmd], rank, bg, bank, row, col))
-        occ = T.occupancy(col, self.mem) if cmd == T.PIM_GEMV else 0
-        if cmd == T.PIM_GEMV:
-            self.comps += col
-        g = rank * self.G + bg
-        b = g * self.B + bank
-        if cmd in self.fast_update:
-            self.fast_update[cmd](t, b)
-            self._mem_state(cmd, rank, b, row, t)
-            return
-        if wide:
-            self.wide_update[cmd](t, occ)
-        elif cmd == T.G_ACT:
+        if cmd == G_ACT_:  # the B banks of one group open ``row`` in their PIM buffers
+            self.log.append((t, "G_ACT", rank, bg, bank, row, col))
+            g = rank * self.G + bg
             self.gact_update(t, g, rank)
-        if wide or cmd == T.G_ACT:
+            B = self.B
+            self.acts[rank].extend([t] * B)  # B activations under tFAW
+            self.pim_row[g * B : (g + 1) * B] = [row] * B
+            self._set_open(B, t)
+            return
+        if cmd in T.CHANNEL_WIDE:
+            self.log.append((t, T.COMMANDS[cmd], -1, -1, -1, row, col))
+            occ = 0
+            if cmd == T.PIM_GEMV:
+                occ = T.occupancy(col, self.mem)
+                self.comps += col
+            self.wide_update[cmd](t, occ)
             w = self.data[cmd]
             if w is not None:
                 self.bus_free = t + w[0] + w[1]
-            self._pim_state(cmd, rank, g, row, t)
+            if cmd == T.PIM_PRECHARGE:
+                self._close_pim_rows(t)
+            return
+        self.log.append((t, T.COMMANDS[cmd], rank, bg, bank, row, col))
+        if cmd in self.fast_update:
+            b = (rank * self.G + bg) * self.B + bank
+            self.fast_update[cmd](t, b)
+            self._mem_state(cmd, rank, b, row, t)
             return
         # PREA and REF (rank-wide; rare): straight from the table; "bank" means every bank
         rank_banks = range(rank * self.G * self.B, (rank + 1) * self.G * self.B)
@@ -442,23 +446,16 @@ class HbmChannel:
                     self.mem_row[bb] = CLOSED
                     self._set_open(-1, t)
 
-    def _pim_state(self, cmd: int, rank: int, g: int, row: int, t: int) -> None:
-        if cmd == T.G_ACT:
-            acts = self.acts[rank]
-            base = g * self.B
-            for bb in range(base, base + self.B):
-                acts.append(t)
-                self.pim_row[bb] = row
-            self._set_open(self.B, t)
-        elif cmd == T.PIM_PRECHARGE:
-            pr = self.pim_row
-            closed = 0
-            for bb in range(self.nbanks):
-                if pr[bb] != CLOSED:
-                    pr[bb] = CLOSED
-                    closed += 1
-            if closed:
-                self._set_open(-closed, t)
+    def _close_pim_rows(self, t: int) -> None:
+        """PIM_PRECHARGE: every bank's PIM row buffer closes."""
+        pr = self.pim_row
+        closed = 0
+        for bb in range(self.nbanks):
+            if pr[bb] != CLOSED:
+                pr[bb] = CLOSED
+                closed += 1
+        if closed:
+            self._set_open(-closed, t)
 
     def _mem_state(self, cmd: int, rank: int, b: int, row: int, t: int) -> None:
         w = self.data[cmd]
