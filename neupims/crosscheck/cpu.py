@@ -20,8 +20,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from neupims.crosscheck import register_checker
 from neupims.ops import Conv2d, Elementwise, Gemm, Gemv, Op
 
@@ -163,7 +161,7 @@ def report(hw, rows, outdir: Path) -> dict[str, float]:
     """Write the CSVs and the parity plot; return MAPE (%) per class plus ``all``."""
     import pandas as pd
 
-    from neupims.atomic import atomic_open
+    from neupims.crosscheck.report import write_report
     from neupims.devices.cpu_fit import op_class, predict
 
     recs = []
@@ -173,17 +171,16 @@ def report(hw, rows, outdir: Path) -> dict[str, float]:
             **r.row(), "class": op_class(r.op, r.threads), "predicted_s": pred,
             "t_median_s": r.t_median_s, "t_min_s": r.t_min_s, "t_cpu_s": r.t_cpu_s,
             "measured_s": r.t_best_s,
-            "ape_pct": 100 * abs(pred - r.t_best_s) / r.t_best_s,
         })  # fmt: skip
     df = pd.DataFrame(recs)
-    outdir.mkdir(parents=True, exist_ok=True)
-    with atomic_open(outdir / "cpu_crosscheck.csv", "w", newline="") as fh:
-        df.to_csv(fh, index=False)
-    per = df.groupby("class")["ape_pct"].agg(["count", "mean", "max"]).reset_index()
-    per.columns = ["class", "n", "mape_pct", "max_ape_pct"]
-    with atomic_open(outdir / "cpu_errors.csv", "w", newline="") as fh:
-        per.to_csv(fh, index=False)
-    _parity_plot(df, outdir / "cpu_parity.png", hw.name)
+    df, per = write_report(
+        df,
+        outdir,
+        "cpu",
+        f"CPU model vs NumPy on {hw.name}",
+        "measured (s; 1 thread: CPU time, more: wall median)",
+        band=0.15,
+    )
     out = {row["class"]: float(row["mape_pct"]) for _, row in per.iterrows()}
     out["all"] = float(df["ape_pct"].mean())
     blas = df["class"].str.startswith(("gemm", "gemv"))
@@ -191,36 +188,6 @@ def report(hw, rows, outdir: Path) -> dict[str, float]:
     out["gemm+gemv"] = float(df.loc[blas, "ape_pct"].mean()) if blas.any() else float("nan")
     out["gemm+gemv 1t"] = float(df.loc[one, "ape_pct"].mean()) if one.any() else float("nan")
     return out
-
-
-def _parity_plot(df, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from neupims.atomic import atomic_open
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for cls, g in df.groupby("class"):
-        ax.scatter(g["measured_s"], g["predicted_s"], s=14, label=cls)
-    lo = float(min(df["measured_s"].min(), df["predicted_s"].min())) / 2
-    hi = float(max(df["measured_s"].max(), df["predicted_s"].max())) * 2
-    xs = np.array([lo, hi])
-    ax.plot(xs, xs, "k-", lw=0.8)
-    ax.fill_between(xs, xs * 0.85, xs * 1.15, color="0.85", label="±15 %")
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="measured (s; 1 thread: CPU time, more: wall median)",
-        ylabel="predicted (s)",
-        title=f"CPU model vs NumPy on {title}",
-    )
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=120)
-    plt.close(fig)
 
 
 @register_checker("cpu")

@@ -182,7 +182,8 @@ def report(hw, rows, env: dict, outdir: Path) -> dict[str, float]:
     """Write measured vs predicted, the errors per class and the parity plot."""
     import pandas as pd
 
-    from neupims.atomic import atomic_open, atomic_write_text
+    from neupims.atomic import atomic_write_text
+    from neupims.crosscheck.report import write_report
     from neupims.devices import get_model
 
     model = get_model(hw)
@@ -190,55 +191,19 @@ def report(hw, rows, env: dict, outdir: Path) -> dict[str, float]:
     for op, t, n in rows:
         pred = model.estimate(op).latency_s
         recs.append({"op": op.name, **op.fields(), "class": op_class(op), "measured_s": t,
-                     "reps": n, "predicted_s": pred,
-                     "ape_pct": 100 * abs(pred - t) / t, **env})  # fmt: skip
+                     "reps": n, "predicted_s": pred, **env})  # fmt: skip
     df = pd.DataFrame(recs)
-    outdir.mkdir(parents=True, exist_ok=True)
-    with atomic_open(outdir / "gpu_crosscheck.csv", "w", newline="") as fh:
-        df.to_csv(fh, index=False)
-    per = df.groupby("class")["ape_pct"].agg(["count", "mean", "max"]).reset_index()
-    per.columns = ["class", "n", "mape_pct", "max_ape_pct"]
-    with atomic_open(outdir / "gpu_errors.csv", "w", newline="") as fh:
-        per.to_csv(fh, index=False)
-    atomic_write_text(outdir / "gpu_env.json", json.dumps(env, indent=1) + "\n")
-    parity_plot(
-        df["measured_s"],
-        df["predicted_s"],
-        df["class"],
-        outdir / "gpu_parity.png",
+    df, per = write_report(
+        df,
+        outdir,
+        "gpu",
         f"GPU model ({hw.name}) vs PyTorch on {env['device']}",
+        "measured (s, median)",
     )
+    atomic_write_text(outdir / "gpu_env.json", json.dumps(env, indent=1) + "\n")
     out = {r["class"]: float(r["mape_pct"]) for _, r in per.iterrows()}
     out["all"] = float(df["ape_pct"].mean())
     return out
-
-
-def parity_plot(measured, predicted, classes, path: Path, title: str) -> None:
-    """Log-log measured vs predicted, one colour per class, with a +-10 % band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from neupims.atomic import atomic_open
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    meas, pred, cls = np.asarray(measured), np.asarray(predicted), np.asarray(classes)
-    for c in sorted(set(cls)):
-        sel = cls == c
-        ax.scatter(meas[sel], pred[sel], s=10, label=str(c))
-    lo, hi = min(meas.min(), pred.min()) / 2, max(meas.max(), pred.max()) * 2
-    xs = np.array([lo, hi])
-    ax.plot(xs, xs, "k-", lw=0.8)
-    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.85", label="±10 %")
-    ax.set(xscale="log", yscale="log", xlabel="measured (s, median)",
-           ylabel="predicted (s)", title=title)  # fmt: skip
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    with atomic_open(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=120)
-    plt.close(fig)
 
 
 @register_checker("gpu")
