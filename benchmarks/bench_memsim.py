@@ -7,12 +7,20 @@
    (TP 8 x PP 4 as in NEUPIMS.md section 11: 12 heads of 128 per device, 96 layers, 32
    channels), cold (every layer recomputed) and as a caller sees it (memoised).
 
-Run: ``.venv/bin/python benchmarks/bench_memsim.py [--quick]``
+Run: ``.venv/bin/python benchmarks/bench_memsim.py [--quick] [--baseline OLD_hbm_channel.py]``
+
+``--baseline`` loads another version of :mod:`neupims.devices.hbm_channel` from a file (e.g.
+``git show 11b0673:neupims/devices/hbm_channel.py > /tmp/old.py``), runs it on the same
+patterns interleaved with the current one, and prints both speeds, their ratio and whether
+the two command logs are identical (they must be: speed work may not change schedules).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
+import sys
 import time
 from pathlib import Path
 
@@ -25,9 +33,26 @@ from neupims.devices import pim
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/neupims"
 
 
-def command_speed(mem, quick: bool) -> None:
+def _load_module(path: str):
+    """Import a file as a module (registered, so its dataclasses work)."""
+    spec = importlib.util.spec_from_file_location("hbm_channel_baseline", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _timed(sim, mem, reqs, tiles):
+    t0 = time.perf_counter()
+    stats, ch = sim(mem, reqs, tiles)
+    return time.perf_counter() - t0, stats, ch
+
+
+def command_speed(mem, quick: bool, baseline=None) -> None:
     scale = 4 if quick else 1
     repeat = 1 if quick else 3
+    if baseline is not None:
+        repeat = 1 if quick else 5
     gemv = pim.gemv_program(1024 // scale, 4096, mem)
     mha = [g for s in (300, 700, 1200) for g in pim.mha_program(s // scale, 8, 128, mem)]
     cases = [
@@ -41,25 +66,41 @@ def command_speed(mem, quick: bool) -> None:
             H.tiles_of(gemv),
         ),
     ]
-    total_cmd = total_wall = 0.0
+    total_cmd = total_wall = total_base = 0.0
     print(f"command-level model (one channel, refresh on; best of {repeat}):")
     for name, reqs, tiles in cases:
-        wall = float("inf")
+        wall = base = float("inf")
         for _ in range(repeat):  # best of `repeat`: the machine may be shared
-            t0 = time.perf_counter()
-            stats, _ = H.simulate(mem, reqs, tiles)
-            wall = min(wall, time.perf_counter() - t0)
+            w, stats, ch = _timed(H.simulate, mem, reqs, tiles)
+            wall = min(wall, w)
+            if baseline is not None:  # interleaved, so both see the same machine load
+                w, _, ch_b = _timed(baseline.simulate, mem, reqs, tiles)
+                base = min(base, w)
         n = sum(v for k, v in stats.commands.items() if k != "COMP")
         total_cmd += n
         total_wall += wall
-        print(
+        line = (
             f"  {name:28s} {n:8d} commands {stats.cycles:9d} cycles "
             f"{wall:6.3f} s  {n / wall:10,.0f} commands/s"
         )
-    print(
+        if baseline is not None:
+            total_base += base
+            same = (
+                hashlib.sha256(repr(ch.log).encode()).digest()
+                == hashlib.sha256(repr(ch_b.log).encode()).digest()
+            )
+            line += (
+                f"  baseline {n / base:10,.0f}/s  x{base / wall:.2f}  "
+                f"log {'identical' if same else 'DIFFERS'}"
+            )
+        print(line)
+    line = (
         f"  {'all':28s} {int(total_cmd):8d} commands {'':16s}{total_wall:6.3f} s  "
         f"{total_cmd / total_wall:10,.0f} commands/s  (target >= 300,000)"
     )
+    if baseline is not None:
+        line += f"  baseline {total_cmd / total_base:10,.0f}/s  x{total_base / total_wall:.2f}"
+    print(line)
 
 
 def agreement(mem, quick: bool) -> None:
@@ -153,9 +194,18 @@ def gpt3_175b(mem) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="smaller runs")
+    ap.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="another hbm_channel.py to time against, interleaved (and compare logs)",
+    )
+    ap.add_argument("--speed-only", action="store_true", help="only the command-level speed")
     args = ap.parse_args()
     mem = load_hw("hbm2_pim_neupims")
-    command_speed(mem, args.quick)
+    baseline = _load_module(args.baseline) if args.baseline else None
+    command_speed(mem, args.quick, baseline)
+    if args.speed_only:
+        return
     agreement(mem, args.quick)
     gpt3_175b(mem)
 
