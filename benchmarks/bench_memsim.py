@@ -18,7 +18,6 @@ the two command logs are identical (they must be: speed work may not change sche
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import sys
 import time
@@ -85,10 +84,7 @@ def command_speed(mem, quick: bool, baseline=None) -> None:
         )
         if baseline is not None:
             total_base += base
-            same = (
-                hashlib.sha256(repr(ch.log).encode()).digest()
-                == hashlib.sha256(repr(ch_b.log).encode()).digest()
-            )
+            same = ch.log == ch_b.log
             line += (
                 f"  baseline {n / base:10,.0f}/s  x{base / wall:.2f}  "
                 f"log {'identical' if same else 'DIFFERS'}"
