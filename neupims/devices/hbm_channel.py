@@ -556,6 +556,7 @@ class Controller:
         tiles = deque(pim)
         in_tile = False
         tile_row = CLOSED
+        pim_hold = any(x != CLOSED for x in ch.pim_row)  # in a tile or a PIM row open
         lane = -1  # bank whose candidate changed by its own last command
         gact_pending = [0] * ch.R  # G_ACTs of the tile in progress not yet issued, per rank
         n_status = [0, 0, 0]  # served requests that were row hits, misses, conflicts
@@ -651,6 +652,7 @@ class Controller:
                     ch.last_issue, ch.bus_free = last, bus
                     at = ch.earliest(cmd, r)
                     ch._apply(cmd, r, 0, 0, 0, 0, at)
+                    pim_hold = in_tile or pim_row.count(CLOSED) != nbk
                     last, bus = ch.last_issue, ch.bus_free
                     end = max(end, at + 1)
                 if not refreshing:
@@ -700,11 +702,16 @@ class Controller:
                         break  # every heap key is a lower bound: the lane wins
                     # A current entry's command and request are still the bank's FR-FCFS
                     # choice: every change of queue or open row re-keys the bank (version).
-                    # Only an ACT can be held since, by PIM state (decide returns None).
-                    if c0 == ACT and (
-                        pim_row[b] == r_row[i0]
-                        or (in_tile and r_row[i0] == tile_row)
-                        or gact_pending[rank_of[b]]
+                    # Only an ACT can be held since, by PIM state (decide returns None), and
+                    # only while a tile runs or a PIM row is open (pim_hold).
+                    if (
+                        c0 == ACT
+                        and pim_hold
+                        and (
+                            pim_row[b] == r_row[i0]
+                            or (in_tile and r_row[i0] == tile_row)
+                            or gact_pending[rank_of[b]]
+                        )
                     ):
                         pop(heap)
                         continue
@@ -791,6 +798,7 @@ class Controller:
                                 refresh_bank(x, last + 1, bus)
                 if not pim_cmds:
                     in_tile = False
+                pim_hold = in_tile or pim_row.count(CLOSED) != nbk
                 if c == T.PIM_PRECHARGE or not pim_cmds:
                     refresh_all(last + 1, bus)
                 end = max(end, at + self._tail(c))
