@@ -449,12 +449,9 @@ class HbmChannel:
     def _close_pim_rows(self, t: int) -> None:
         """PIM_PRECHARGE: every bank's PIM row buffer closes."""
         pr = self.pim_row
-        closed = 0
-        for bb in range(self.nbanks):
-            if pr[bb] != CLOSED:
-                pr[bb] = CLOSED
-                closed += 1
+        closed = len(pr) - pr.count(CLOSED)
         if closed:
+            pr[:] = [CLOSED] * len(pr)
             self._set_open(-closed, t)
 
     def _mem_state(self, cmd: int, rank: int, b: int, row: int, t: int) -> None:
@@ -792,14 +789,14 @@ class Controller:
                     refresh_bank(ch._bank_id(r, g, bk), last + 1, bus)
                 elif c == T.G_ACT:
                     gact_pending[r] -= 1
-                    if not gact_pending[r]:  # the rank's held ACTs may go again
+                    if not gact_pending[r] and queued:  # the rank's held ACTs may go again
                         for x in range(r * G * B, (r + 1) * G * B):
                             if queues[x]:
                                 refresh_bank(x, last + 1, bus)
                 if not pim_cmds:
                     in_tile = False
                 pim_hold = in_tile or pim_row.count(CLOSED) != nbk
-                if c == T.PIM_PRECHARGE or not pim_cmds:
+                if queued and (c == T.PIM_PRECHARGE or not pim_cmds):
                     refresh_all(last + 1, bus)
                 end = max(end, at + self._tail(c))
                 continue
@@ -864,14 +861,14 @@ class Controller:
         out.append((T.P_HEADER, 0, 0, 0, tile.row, 0))
         if tile.gwrite:
             out.append((T.GWRITE, 0, 0, 0, tile.row, 0))
-        if any(r != CLOSED for r in ch.pim_row):
+        if ch.pim_row.count(CLOSED) != ch.nbanks:
             out.append((T.PIM_PRECHARGE, 0, 0, 0, 0, 0))
-        for b in range(ch.nbanks):  # MEM rows that must close first
-            mr = ch.mem_row[b]
-            if mr != CLOSED and (not ch.dual or mr == tile.row):
-                r, rem = divmod(b, ch.G * ch.B)
-                g, bk = divmod(rem, ch.B)
-                out.append((T.PRE, r, g, bk, mr, 0))
+        if ch.mem_row.count(CLOSED) != ch.nbanks:  # MEM rows that must close first
+            for b, mr in enumerate(ch.mem_row):
+                if mr != CLOSED and (not ch.dual or mr == tile.row):
+                    r, rem = divmod(b, ch.G * ch.B)
+                    g, bk = divmod(rem, ch.B)
+                    out.append((T.PRE, r, g, bk, mr, 0))
         for g in range(ch.G):
             for r in range(ch.R):
                 out.append((T.G_ACT, r, g, 0, tile.row, 0))
