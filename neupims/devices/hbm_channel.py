@@ -572,6 +572,7 @@ class Controller:
         for c in (RD, WR, ACT, PRE):
             efun[c], ufun[c] = ch.fast_earliest[c], ch.fast_update[c]
         acts = ch.acts
+        wide_earliest = ch.wide_earliest
         log = ch.log
         counts = ch.counts
         push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
@@ -729,11 +730,16 @@ class Controller:
             # ---- PIM candidate, evaluated only when its lower bound does not lose already
             if pim_busy and (kind == 0 or pim_lb <= bt):
                 ch.last_issue, ch.bus_free = last, bus
-                if pim_cmds:
-                    c, r, g, bk, row, col = pim_cmds[0]
-                    pim_lb = ch.earliest(c, r, g, bk, col)
+                if not pim_cmds:
+                    pim_lb = wide_earliest[T.P_HEADER]()
                 else:
-                    pim_lb = ch.earliest(T.P_HEADER)
+                    c, r, g, bk, row, col = pim_cmds[0]
+                    if c in wide_earliest:
+                        pim_lb = wide_earliest[c]()
+                    elif c == T.G_ACT:
+                        pim_lb = ch.gact_earliest(r * G + g, r)
+                    else:  # a PRE freeing the tile's row
+                        pim_lb = ch.earliest(c, r, g, bk, col)
                 if kind == 0 or pim_lb <= bt:
                     if kind == 1:
                         unissued(bt, bc, bi, bb)
