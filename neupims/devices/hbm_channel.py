@@ -28,6 +28,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from neupims.devices import hbm_timing as T
 from neupims.devices.dram import dram_energy_j
@@ -550,13 +551,13 @@ class Controller:
         if pim and not self.mem.pim.enabled:
             raise NeupimsError(f"memory config {self.mem.name!r}: pim.enabled is false")
         n = len(reqs)
-        r_where = [(r.rank, r.bg, r.bank, r.row, r.col) for r in reqs]  # log fields
-        r_row = [w[3] for w in r_where]
-        r_write = [r.write for r in reqs]
-        # each request's RD/WR log entry less its cycle
-        r_log = [("WR" if r.write else "RD", *w) for r, w in zip(reqs, r_where, strict=True)]
-        r_arr = [r.arrival for r in reqs]
-        qbank = [(w[0] * G + w[1]) * B + w[2] for w in r_where]
+        # per request: its RD/WR log entry less the cycle (rank, bank group, bank, row, column
+        # at 1..5), row, write flag, arrival and bank
+        r_log = [("WR" if r.write else "RD", r.rank, r.bg, r.bank, r.row, r.col) for r in reqs]
+        r_row = list(map(attrgetter("row"), reqs))
+        r_write = list(map(attrgetter("write"), reqs))
+        r_arr = list(map(attrgetter("arrival"), reqs))
+        qbank = [(r.rank * G + r.bg) * B + r.bank for r in reqs]
         status = [0] * n  # 0 hit, 1 miss, 2 conflict
         queues: list[list[int]] = [[] for _ in range(nbk)]
         version = [0] * nbk
@@ -846,19 +847,19 @@ class Controller:
                 if q:
                     lane = b
                 continue
-            w = r_where[bi]
+            w = r_log[bi]
             if bc == ACT:
-                log.append((bt, "ACT") + w)
+                log.append((bt, "ACT") + w[1:])
                 ufun[ACT](bt, b)
                 acts[rank_of[b]].append(bt)
-                mem_row[b] = w[3]
+                mem_row[b] = w[4]
                 if ch.open_count == 0:
                     ch.open_since = bt
                 ch.open_count += 1
                 if status[bi] < 1:
                     status[bi] = 1
             else:  # PRE logs the row it closes
-                log.append((bt, "PRE", w[0], w[1], w[2], mem_row[b], w[4]))
+                log.append((bt, "PRE", w[1], w[2], w[3], mem_row[b], w[5]))
                 ufun[PRE](bt, b)
                 mem_row[b] = CLOSED
                 ch.open_count -= 1
