@@ -720,8 +720,8 @@ class Controller:
                     # Only an ACT can be held since, by PIM state (decide returns None), and
                     # only while a tile runs or a PIM row is open (pim_hold).
                     if (
-                        c0 == ACT
-                        and pim_hold
+                        pim_hold
+                        and c0 == ACT
                         and (
                             pim_row[b] == r_row[i0]
                             or (in_tile and r_row[i0] == tile_row)
