@@ -10,8 +10,12 @@ those, the tFAW window, the data bus and the command bus (one command per cycle)
 maxima and their updates are generated once per config as straight-line Python with the
 gaps as constants (``HbmChannel._compile``). The controller picks the candidate with the
 smallest earliest cycle (ties: PIM first, then row hits, then the oldest) and jumps there;
-normal-request candidates sit in a heap of lower-bound keys re-evaluated lazily, and the
-bank that just issued competes outside it (its row-hit runs cost no heap traffic).
+normal-request candidates sit in a heap of lower-bound keys re-evaluated lazily (an entry
+carries its command, so re-keying needs no FR-FCFS re-decision), the bank that just issued
+competes outside it (its row-hit runs cost no heap traffic), and the PIM queue head keeps a
+lower bound too, timed only when it could win. The hot state (last issue, data bus) lives in
+the controller's locals, and the compiled generated code is cached per config. Schedules are
+pinned by tests/test_hbm_golden.py: speed work may not change a single command.
 
 Row buffers: each bank has a MEM row buffer (ACT/RD/WR/PRE). With ``dual_row_buffer`` it
 also has a PIM row buffer (G_ACT/PIM_GEMV/READRES/PIM_PRECHARGE) with its own open row; a
