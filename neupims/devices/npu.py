@@ -133,20 +133,10 @@ def npu_energy_j(cfg, macs: float, vector_flops: float, sram_bytes: float, secon
     ) * 1e-12 + e.static_w * seconds
 
 
-def _fallback_stream_cycles(nbytes: float, mem) -> float:
-    """Streaming-read memory cycles over all channels when the DRAM fast path is absent:
-    peak bandwidth less all-bank refresh (tRFC / tREFI), NEUPIMS.md section 3."""
-    t = mem.timing
-    eff = 1.0 - t.tRFC / t.tREFI
-    return nbytes / (mem.peak_bytes_per_s * eff) / (t.tck_ns * 1e-9)
-
-
 def stream_cycles_fn(mem):
-    """Function bytes -> memory cycles for a streaming read over all channels."""
-    try:
-        from neupims.devices.dram import stream_read_cycles  # HBM/PIM helper's fast path
-    except ImportError:
-        return lambda nbytes: _fallback_stream_cycles(nbytes, mem)
+    """Function bytes -> memory cycles for a streaming read over all channels (DRAM fast path)."""
+    from neupims.devices.dram import stream_read_cycles
+
     return lambda nbytes: float(stream_read_cycles(nbytes, mem)) if nbytes > 0 else 0.0
 
 
