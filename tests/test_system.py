@@ -300,4 +300,4 @@ def test_iteration_cli_bad_snapshot(tmp_path, capsys):
     assert "line 1: expected the header 'seq_len,ch_idx'" in capsys.readouterr().err
     bad.write_text("seq_len,ch_idx\n5,40\n")
     assert main(["iteration", "--system", "neupims", "--requests", str(bad)]) == 2
-    assert "ch_idx 40 out of range 0..31" in capsys.readouterr().err
+    assert "bad.csv: line 2: ch_idx 40 out of range 0..31" in capsys.readouterr().err

@@ -33,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_snapshot(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``seq_len,ch_idx`` rows; errors name the file and line."""
+def read_snapshot(path: str | Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``seq_len,ch_idx`` rows for a memory of ``channels`` channels; errors name the
+    file and line."""
     path = Path(path)
     try:
         fh = path.open(newline="")
@@ -61,6 +62,11 @@ def read_snapshot(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 raise TraceError(
                     f"{path}: line {line}: need seq_len >= 1 and ch_idx >= 0, got {s}, {c}"
                 )
+            if c >= channels:
+                raise TraceError(
+                    f"{path}: line {line}: ch_idx {c} out of range 0..{channels - 1} "
+                    f"(the memory has {channels} channels)"
+                )
             seq.append(s)
             ch.append(c)
     if not seq:
@@ -86,14 +92,11 @@ def run(args: argparse.Namespace) -> int:
         overrides["dual_row_buffer"] = args.dual_row_buffer == "on"
     system = get_system(args.system, **overrides)
     ctx = make_ctx(system, args.model, args.tp, args.pp, layers=args.layers, comm=args.comm)
-    seq, ch = read_snapshot(args.requests)
-    nch = ctx.mem.organization.channels
-    if ch.max() >= nch:
-        raise TraceError(f"{args.requests}: ch_idx {ch.max()} out of range 0..{nch - 1}")
+    seq, ch = read_snapshot(args.requests, ctx.mem.organization.channels)
     if args.placement:
         loads = deps.mha_estimate_cycles(seq, ctx.e_eff, ctx.heads, ctx.mem)
         tiles = deps.kv_tiles(seq, ctx.e_eff, ctx.mem)
-        ch = place_all(args.placement, loads, tiles, nch)
+        ch = place_all(args.placement, loads, tiles, ctx.mem.organization.channels)
     r = simulate_iteration(ctx, seq, ch, record=bool(args.timeline))
     if args.timeline:
         write_chrome_trace(r.timeline, args.timeline, 1e9 / ctx.npu.clock_hz)
