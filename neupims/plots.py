@@ -342,6 +342,20 @@ LEGEND_ROW_IN = 0.3
 TITLE_IN = 0.3
 
 
+#: approximate width (inches) of one character of an 8-pt legend label, and of the handle,
+#: its padding and the column gap
+LEGEND_CHAR_IN = 0.068
+LEGEND_HANDLE_IN = 0.55
+
+
+def _legend_columns(labels: list[str], fig_width_in: float) -> int:
+    """Legend columns that fit the figure's width, so no entry is cut off."""
+    if not labels:
+        return 1
+    entry = LEGEND_HANDLE_IN + LEGEND_CHAR_IN * max(len(str(x)) for x in labels)
+    return max(1, min(len(labels), 6, int(0.95 * fig_width_in // entry)))
+
+
 def _finish(fig, title: str | None, outside: bool) -> None:
     """Lay the figure out with one legend and the title above the panels.
 
@@ -359,7 +373,7 @@ def _finish(fig, title: str | None, outside: bool) -> None:
             ax.get_legend().remove()
         if len(axes) > 1 and ax.get_subplotspec().colspan.start != 0:
             ax.set_ylabel("")
-    ncol = min(len(handles), 6)
+    ncol = _legend_columns(list(handles), fig.get_figwidth())
     rows = math.ceil(len(handles) / ncol) if move and handles else 0
     height = fig.get_figheight()
     extra = rows * LEGEND_ROW_IN + (TITLE_IN if title else 0.0)

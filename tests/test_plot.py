@@ -135,3 +135,14 @@ def test_figure_order_keys_must_be_columns_the_figure_uses():
         FigureSpec(type="lines", x="batch", y="latency_s", order={"colour": ["a"]})
     with pytest.raises(ValidationError, match="facet_title may use only"):
         FigureSpec(type="lines", x="batch", y="latency_s", facet_title="{panel}")
+
+
+def test_legend_wraps_to_the_figure_width_instead_of_running_off_it():
+    from neupims.plots import LEGEND_CHAR_IN, LEGEND_HANDLE_IN, _legend_columns
+
+    labels = ["NPU-only", "NPU+PIM", "+dual row buffer", "+GMLBP", "+SBI", "+adaptive SBI"]
+    ncol = _legend_columns(labels, 4.2)
+    entry = LEGEND_HANDLE_IN + LEGEND_CHAR_IN * max(map(len, labels))
+    assert 1 <= ncol < len(labels) and ncol * entry <= 4.2
+    assert _legend_columns(labels, 16.8) == 6  # a wide, faceted figure keeps one row
+    assert _legend_columns(["a", "b"], 4.2) == 2
