@@ -183,7 +183,7 @@ def _grouped_bars(fs, df: pd.DataFrame):
                     y = float(table[k])
                     if fs.normalise_to:
                         y = y / ref[c] if ref[c] else math.nan
-                    xs.append(ci - 0.4 + width * (hi + 0.5))
+                    xs.append(ci + width * (hi - (len(hues) - 1) / 2))  # group centred on tick
                     ys.append(y)
             ax.bar(
                 xs,

@@ -146,3 +146,30 @@ def test_legend_wraps_to_the_figure_width_instead_of_running_off_it():
     assert 1 <= ncol < len(labels) and ncol * entry <= 4.2
     assert _legend_columns(labels, 16.8) == 6  # a wide, faceted figure keeps one row
     assert _legend_columns(["a", "b"], 4.2) == 2
+
+
+def test_bar_groups_are_centred_on_their_ticks(tmp_path):
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from neupims.experiments.spec import FigureSpec
+    from neupims.plots import _grouped_bars
+
+    df = pd.DataFrame(
+        {
+            "system": ["a", "b", "c"] * 2,
+            "util": [0.3, 0.5, 0.4, 0.2, 0.6, 0.1],
+            "hw": ["x"] * 3 + ["y"] * 3,
+        }
+    )
+    for hue in (None, "hw"):
+        fig = _grouped_bars(FigureSpec(type="grouped_bars", x="system", y="util", hue=hue), df)
+        fig = fig if fig is not None else plt.gcf()
+        ax = fig.axes[0]
+        centres = sorted(p.get_x() + p.get_width() / 2 for p in ax.patches if p.get_height() > 0)
+        if hue is None:  # one bar per category (two rows averaged), on its tick
+            assert centres == [0.0, 1.0, 2.0]
+        else:  # two bars per category, symmetric about its tick
+            assert len(centres) == 6
+            assert abs(sum(c - round(c) for c in centres)) < 1e-9
+        plt.close("all")
