@@ -16,6 +16,9 @@ competes outside it (its row-hit runs cost no heap traffic), and the PIM queue h
 lower bound too, timed only when it could win. The hot state (last issue, data bus) lives in
 the controller's locals, and the compiled generated code is cached per config. Schedules are
 pinned by tests/test_hbm_golden.py: speed work may not change a single command.
+Runs of normal requests only (no PIM tiles) go through the same algorithm compiled with
+numba (:mod:`neupims.devices.hbm_jit`, ``USE_JIT``; ``NEUPIMS_NO_JIT=1`` turns it off),
+which gives identical logs (tests/test_hbm_jit.py); runs with PIM work stay in Python.
 
 Row buffers: each bank has a MEM row buffer (ACT/RD/WR/PRE). With ``dual_row_buffer`` it
 also has a PIM row buffer (G_ACT/PIM_GEMV/READRES/PIM_PRECHARGE) with its own open row; a
@@ -29,6 +32,7 @@ import functools
 import gc
 import heapq
 import math
+import os
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +43,22 @@ from neupims.devices.dram import dram_energy_j
 from neupims.errors import ConfigError, NeupimsError
 
 CLOSED = -1
+
+#: Runs of normal requests only (no PIM tiles, no PIM row open) go through the compiled
+#: kernel of :mod:`neupims.devices.hbm_jit` when numba is importable; ``NEUPIMS_NO_JIT=1``
+#: (or setting this to False) keeps every run on the pure-Python controller. Both give
+#: identical command logs (tests/test_hbm_jit.py).
+USE_JIT = os.environ.get("NEUPIMS_NO_JIT", "") in ("", "0")
+
+
+@functools.lru_cache(maxsize=1)
+def _jit_module():
+    """The compiled kernel module, or None when numba is not installed."""
+    try:
+        from neupims.devices import hbm_jit
+    except ImportError:
+        return None
+    return hbm_jit
 
 
 class HbmTimingError(NeupimsError):
@@ -554,6 +574,10 @@ class Controller:
         pim = list(pim)
         if pim and not self.mem.pim.enabled:
             raise NeupimsError(f"memory config {self.mem.name!r}: pim.enabled is false")
+        if not pim and USE_JIT and CLOSED == min(ch.pim_row) == max(ch.pim_row):
+            jit = _jit_module()
+            if jit is not None:
+                return self._run_jit(jit, reqs)
         n = len(reqs)
         # per request: its RD/WR log entry less the cycle (rank, bank group, bank, row, column
         # at 1..5), row, write flag, arrival and bank
@@ -878,6 +902,93 @@ class Controller:
         end = max(end, last_done)
         return ch.finish_stats(max(end, last + 1))
 
+    def _run_jit(self, jit, reqs: list[Request]) -> Stats:
+        """The same run as :meth:`_run` for normal requests only, in the compiled kernel:
+        the channel's state goes in as int64 arrays and comes back in place, the kernel's
+        command log rows become the usual log tuples."""
+        import numpy as np
+
+        ch = self.ch
+        t_ = self.mem.timing
+        tables = ch.__dict__.get("_jit_tables")
+        if tables is None:
+            tables = ch._jit_tables = _jit_tables(ch, jit)
+        rules, nrules, wrules, nwrules, has_w, w0 = tables
+        n = len(reqs)
+        fields = ("arrival", "write", "rank", "bg", "bank", "row", "col")
+        cols = [np.fromiter(map(attrgetter(f), reqs), np.int64, n) for f in fields]
+        nb = np.array(ch.nb, dtype=np.int64)
+        ng = np.array(ch.ng, dtype=np.int64)
+        nr = np.array(ch.nr, dtype=np.int64)
+        nc = np.array(ch.nc, dtype=np.int64)
+        mem_row = np.array(ch.mem_row, dtype=np.int64)
+        acts = np.zeros((ch.R, 4), dtype=np.int64)
+        acts_n = np.zeros(ch.R, dtype=np.int64)
+        for r, a in enumerate(ch.acts):
+            acts[r, : len(a)] = list(a)
+            acts_n[r] = len(a)
+        acts_h = np.zeros(ch.R, dtype=np.int64)
+        counts = np.array(ch.counts, dtype=np.int64)
+        params = np.array(
+            [ch.R, ch.G, ch.B, ch.tfaw, t_.CL, ch.mem.burst_cycles, t_.CWL, self.queue_size]
+            + [t_.tREFI, int(ch.refresh), T.ACT, T.RD, T.WR, T.PRE, T.PREA, T.REF],
+            dtype=np.int64,
+        )
+        stats = ch.stats
+        state = np.array(
+            [ch.last_issue, ch.bus_free, ch.open_count, ch.open_since, stats.active_cycles]
+            + [self.ref_due],
+            dtype=np.int64,
+        )
+        log, out = jit.run_requests(
+            *cols,
+            nb,
+            ng,
+            nr,
+            nc,
+            mem_row,
+            acts,
+            acts_n,
+            acts_h,
+            counts,
+            rules,
+            nrules,
+            wrules,
+            nwrules,
+            has_w,
+            w0,
+            params,
+            state,
+        )
+        # the channel's state back, in place (the generated functions hold these lists)
+        for dst, src in ((ch.nb, nb), (ch.ng, ng), (ch.nr, nr)):
+            for c, row in enumerate(src.tolist()):
+                dst[c][:] = row
+        ch.nc[:] = nc.tolist()
+        ch.mem_row[:] = mem_row.tolist()
+        for r, a in enumerate(ch.acts):
+            a.clear()
+            a.extend(int(acts[r, (acts_h[r] + k) % 4]) for k in range(acts_n[r]))
+        ch.counts[:] = counts.tolist()
+        o = out.tolist()
+        logc = log.T.tolist()  # columns: cycle, command id, rank, group, bank, row, column
+        logc[1] = map(T.COMMANDS.__getitem__, logc[1])
+        ch.log.extend(zip(*logc, strict=True))
+        if o[jit.O_STALLED]:
+            raise HbmTimingError("controller stalled with work queued")  # pragma: no cover
+        ch.last_issue, ch.bus_free = o[jit.O_LAST], o[jit.O_BUS]
+        ch.open_count, ch.open_since = o[jit.O_OPEN_COUNT], o[jit.O_OPEN_SINCE]
+        stats.active_cycles = o[jit.O_ACTIVE]
+        if ch.refresh:
+            self.ref_due = o[jit.O_REF_DUE]
+        stats.row_hits, stats.row_misses = o[jit.O_HITS], o[jit.O_MISSES]
+        stats.row_conflicts = o[jit.O_CONFLICTS]
+        stats.reads, stats.writes = o[jit.O_READS], o[jit.O_WRITES]
+        stats.read_latency_sum = o[jit.O_LAT]
+        stats.last_request_done = o[jit.O_DONE]
+        end = max(o[jit.O_END], o[jit.O_DONE])
+        return ch.finish_stats(max(end, ch.last_issue + 1))
+
     def _tail(self, cmd: int) -> int:
         w = self.ch.data[cmd]
         return w[0] + w[1] if w else 1
@@ -902,6 +1013,32 @@ class Controller:
         out.append((T.PIM_GEMV, 0, 0, 0, tile.row, tile.k))
         for _ in range(tile.n_results):
             out.append((T.READRES, 0, 0, 0, tile.row, 0))
+
+
+def _jit_tables(ch: HbmChannel, jit):
+    """The channel's timing rules as the kernel's int64 arrays: per bank command the rules
+    its update applies (:func:`_needed_rules`, as the generated Python), per rank-wide
+    command (PREA, REF) its whole table; each row (scope code, later command, delay)."""
+    import numpy as np
+
+    n = len(T.COMMANDS)
+
+    def table(cmds, pick):
+        rows = {c: pick(ch.upd[c]) for c in cmds}
+        width = max(1, max(len(v) for v in rows.values()))
+        arr = np.zeros((n, width, 3), dtype=np.int64)
+        cnt = np.zeros(n, dtype=np.int64)
+        for c, rs in rows.items():
+            for k, (scope, later, delay, _occ) in enumerate(rs):
+                arr[c, k] = (jit.SCOPE_CODE[scope], later, delay)
+            cnt[c] = len(rs)
+        return arr, cnt
+
+    rules, nrules = table((T.ACT, T.RD, T.WR, T.PRE), _needed_rules)
+    wrules, nwrules = table((T.PREA, T.REF), list)
+    has_w = np.array([w is not None for w in ch.data], dtype=np.int64)
+    w0 = np.array([w[0] if w is not None else 0 for w in ch.data], dtype=np.int64)
+    return rules, nrules, wrules, nwrules, has_w, w0
 
 
 # ---------------------------------------------------------------------- patterns
