@@ -1,7 +1,11 @@
 """Speed and agreement of the HBM/PIM models. Prints, does not assert.
 
 1. Command-level model: DRAM commands simulated per wall second (target >= 300,000) on
-   stream-read, random-read, PIM GEMV, MHA and PIM GEMV + stream-read, one core.
+   stream-read, random-read, PIM GEMV, MHA and PIM GEMV + stream-read, one core; the default
+   path (the numba kernel for runs without PIM tiles, when numba is installed) and the
+   pure-Python path (``NEUPIMS_NO_JIT=1``) interleaved, with their logs compared, and the
+   kernel's first-call time (compile, or load from numba's cache) printed apart.
+   ``--cold-jit`` points numba's cache at an empty folder so that time is the compile.
 2. Fast path vs command-level model: worst relative error over random MHA/GEMV shapes.
 3. Fast path: wall time for all MHA of one GPT-3 175B decode iteration at batch 512
    (TP 8 x PP 4 as in NEUPIMS.md section 11: 12 heads of 128 per device, 96 layers, 32
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +53,30 @@ def _timed(sim, mem, reqs, tiles):
     return time.perf_counter() - t0, stats, ch
 
 
+def _py_simulate(mem, reqs, tiles):
+    """simulate() on the pure-Python controller (as with NEUPIMS_NO_JIT=1)."""
+    was = H.USE_JIT
+    H.USE_JIT = False
+    try:
+        return H.simulate(mem, reqs, tiles)
+    finally:
+        H.USE_JIT = was
+
+
+def jit_first_call(mem) -> None:
+    """Time of the kernel's first call: numba compiles it, or loads it from its cache."""
+    if not H.USE_JIT or H._jit_module() is None:
+        print("numba kernel: off (NEUPIMS_NO_JIT set or numba not installed)")
+        return
+    t0 = time.perf_counter()
+    H.simulate(mem, H.random_requests(20, mem, seed=0, write_fraction=0.5), [])
+    dt = time.perf_counter() - t0
+    where = os.environ.get("NUMBA_CACHE_DIR", "neupims/devices/__pycache__")
+    print(f"numba kernel first call (compile, or load from the cache in {where}): {dt:.2f} s")
+
+
 def command_speed(mem, quick: bool, baseline=None) -> None:
+    jit_first_call(mem)
     scale = 4 if quick else 1
     repeat = 1 if quick else 3
     if baseline is not None:  # at least 2: the first run of each pays one-off warm-up costs
@@ -65,22 +94,29 @@ def command_speed(mem, quick: bool, baseline=None) -> None:
             H.tiles_of(gemv),
         ),
     ]
-    total_cmd = total_wall = total_base = 0.0
-    print(f"command-level model (one channel, refresh on; best of {repeat}):")
+    total_cmd = total_wall = total_base = total_py = 0.0
+    print(
+        f"command-level model (one channel, refresh on; best of {repeat}; "
+        "default path, then the pure-Python path):"
+    )
     for name, reqs, tiles in cases:
-        wall = base = float("inf")
+        wall = base = py = float("inf")
         for _ in range(repeat):  # best of `repeat`: the machine may be shared
             w, stats, ch = _timed(H.simulate, mem, reqs, tiles)
             wall = min(wall, w)
+            w, _, ch_py = _timed(_py_simulate, mem, reqs, tiles)  # interleaved
+            py = min(py, w)
             if baseline is not None:  # interleaved, so both see the same machine load
                 w, _, ch_b = _timed(baseline.simulate, mem, reqs, tiles)
                 base = min(base, w)
         n = sum(v for k, v in stats.commands.items() if k != "COMP")
         total_cmd += n
         total_wall += wall
+        total_py += py
         line = (
             f"  {name:28s} {n:8d} commands {stats.cycles:9d} cycles "
-            f"{wall:6.3f} s  {n / wall:10,.0f} commands/s"
+            f"{wall:6.3f} s  {n / wall:10,.0f} commands/s  python {n / py:10,.0f}/s  "
+            f"log {'identical' if ch.log == ch_py.log else 'DIFFERS'}"
         )
         if baseline is not None:
             total_base += base
@@ -92,7 +128,8 @@ def command_speed(mem, quick: bool, baseline=None) -> None:
         print(line)
     line = (
         f"  {'all':28s} {int(total_cmd):8d} commands {'':16s}{total_wall:6.3f} s  "
-        f"{total_cmd / total_wall:10,.0f} commands/s  (target >= 300,000)"
+        f"{total_cmd / total_wall:10,.0f} commands/s  python {total_cmd / total_py:10,.0f}/s"
+        "  (target >= 300,000)"
     )
     if baseline is not None:
         line += f"  baseline {total_cmd / total_base:10,.0f}/s  x{total_base / total_wall:.2f}"
@@ -196,7 +233,14 @@ def main() -> None:
         help="another hbm_channel.py to time against, interleaved (and compare logs)",
     )
     ap.add_argument("--speed-only", action="store_true", help="only the command-level speed")
+    ap.add_argument(
+        "--cold-jit",
+        action="store_true",
+        help="an empty numba cache, so the kernel's first-call time is its compile time",
+    )
     args = ap.parse_args()
+    if args.cold_jit:  # read by numba when it is first imported (by the first kernel run)
+        os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="neupims-numba-")
     mem = load_hw("hbm2_pim_neupims")
     baseline = _load_module(args.baseline) if args.baseline else None
     command_speed(mem, args.quick, baseline)
