@@ -184,6 +184,21 @@ def _update(c, t, b, rules, nrules, nb, ng, nr, nc, B, GB):
 
 
 @njit(cache=True)
+def _decide(b, mem_row, queues, qlen, r_row, r_write, ACT, RD, WR, PRE):
+    """FR-FCFS choice for bank ``b`` (as ``Controller.decide``): the oldest row hit as RD/WR
+    (priority 1), else PRE of the open row or ACT of the oldest request's row (priority 2).
+    The command ids are the caller's. Returns (command, request index, priority)."""
+    orow = mem_row[b]
+    if orow == CLOSED:
+        return ACT, queues[b, 0], 2
+    for k in range(qlen[b]):
+        i = queues[b, k]
+        if r_row[i] == orow:
+            return (WR if r_write[i] else RD), i, 1
+    return PRE, queues[b, 0], 2
+
+
+@njit(cache=True)
 def run_requests(
     r_arr,
     r_write,
@@ -285,23 +300,7 @@ def run_requests(
                             break
             if rekey:
                 version[b] += 1
-                # decide(b)
-                orow = mem_row[b]
-                if orow != CLOSED:
-                    dc = PRE
-                    di = queues[b, 0]
-                    dp = 2
-                    for k in range(qlen[b]):
-                        i = queues[b, k]
-                        if r_row[i] == orow:
-                            dc = WR if r_write[i] else RD
-                            di = i
-                            dp = 1
-                            break
-                else:
-                    dc = ACT
-                    di = queues[b, 0]
-                    dp = 2
+                dc, di, dp = _decide(b, mem_row, queues, qlen, r_row, r_write, ACT, RD, WR, PRE)
                 te = _earliest(
                     dc,
                     b,
@@ -387,22 +386,9 @@ def run_requests(
                 for b in range(nbk):
                     if qlen[b]:
                         version[b] += 1
-                        orow = mem_row[b]
-                        if orow != CLOSED:
-                            dc = PRE
-                            di = queues[b, 0]
-                            dp = 2
-                            for k in range(qlen[b]):
-                                i = queues[b, k]
-                                if r_row[i] == orow:
-                                    dc = WR if r_write[i] else RD
-                                    di = i
-                                    dp = 1
-                                    break
-                        else:
-                            dc = ACT
-                            di = queues[b, 0]
-                            dp = 2
+                        dc, di, dp = _decide(
+                            b, mem_row, queues, qlen, r_row, r_write, ACT, RD, WR, PRE
+                        )
                         te = _earliest(
                             dc,
                             b,
