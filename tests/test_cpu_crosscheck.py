@@ -106,21 +106,23 @@ def test_bad_measurement_row_names_file_and_line(tmp_path: Path):
 
 
 def test_live_quick_crosscheck(tmp_path: Path):
-    """Times the quick suite here (about 3 s) and checks single-thread GEMM/GEMV against the
-    model at the CI tolerance of 25 % (issue 6). Shared and noisy: one retry."""
+    """Times the default suite here (about 6 s: 38 single-thread GEMM/GEMV rows over the
+    issue's shape range) and checks them against the model at the CI tolerance of 25 %
+    (issue 6). The quick suite is dominated by microsecond ops whose timing noise alone
+    (13-81 % on a 256x256 GEMV) put its mean at 14-25 %, on the bound. One retry."""
     import pandas as pd
 
     from neupims.crosscheck.cpu import check
 
     hw = detect().config
     for _attempt in range(2):
-        assert check(hw, None, tmp_path, quick=True) == 0
+        assert check(hw, None, tmp_path, quick=False) == 0
         df = pd.read_csv(tmp_path / "cpu_crosscheck.csv")
         one = df[df["class"].str.match(r"gem[mv] fp(32|64) 1t")]
         mape = float(one["ape_pct"].mean())
         if mape <= 25.0:
             break
-    assert len(one) >= 18
+    assert len(one) >= 30
     assert mape <= 25.0, f"single-thread GEMM/GEMV MAPE {mape:.1f} % after a retry"
     for name in ("cpu_errors.csv", "cpu_parity.png", "cpu_detection.txt"):
         assert (tmp_path / name).stat().st_size > 0
