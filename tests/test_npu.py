@@ -79,3 +79,68 @@ def test_vector_units(npu):
     assert vector_cycles(1024 * 10, 1, npu) == 10 + 1  # 8 x 128 lanes, latency 1
     c = get_model(npu).estimate(Elementwise("gelu", 1024))
     assert c.bound == "vector" and dict(c.detail)["cycles"] == 8 + 1
+
+
+# --------------------------------------------------------------- inputs-stationary mapping
+
+
+@pytest.fixture(scope="module")
+def npu_is(npu):
+    from neupims.config.overrides import apply_hw_overrides
+
+    return apply_hw_overrides(npu, {"systolic_array": {"stationary_operand": "inputs"}})
+
+
+def inputs_closed_form(m, n, k, h=128, w=128, arrays=8):
+    """The artifact's swapped-operand MatMul written out independently: per 128-row chunk
+    and 128-deep K slice a 128-cycle preload, then one weight column block every 128/8
+    cycles; the first chunk follows the weight stream, the others run after it."""
+    chunk = math.ceil(k / h) * (h + (math.ceil(n / w) - 1) * (w // arrays))
+    chunks = math.ceil(m / h)
+    return chunks * chunk + h + w - 2, (chunks - 1) * chunk + h + w - 2
+
+
+@pytest.mark.parametrize("m,n,k", [(512, 3072, 4096), (256, 4096, 1024), (100, 16384, 4096)])
+def test_inputs_stationary_closed_form(npu_is, m, n, k):
+    t = gemm_tiles(m, n, k, npu_is)
+    compute, post = inputs_closed_form(m, n, k)
+    assert (t.compute_cycles, t.post_dma_cycles) == (compute, post)
+    assert t.dma_bytes == k * n * 2  # weights read once, reused by every chunk
+    assert t.macs == m * n * k
+
+
+def test_inputs_stationary_pads_chunks_and_serialises_after_weights(npu_is, npu):
+    from neupims.devices.npu import gemm_cycles
+
+    # any batch up to 128 rows costs one full chunk
+    assert (
+        gemm_tiles(1, 3072, 4096, npu_is).compute_cycles
+        == gemm_tiles(128, 3072, 4096, npu_is).compute_cycles
+    )
+    # with a weight stream longer than a chunk, chunks 2.. run after the last weight byte:
+    # the total exceeds both the DMA and the compute on their own
+    dma = 40_000.0
+    total, compute = gemm_cycles(512, 3072, 4096, npu_is, lambda b: dma)
+    chunk = inputs_closed_form(128, 3072, 4096)[0] - 254
+    assert total == dma + 3 * chunk + 254 > max(dma, compute)
+    # the weight-stationary mapping overlaps the same stream with its compute
+    ws_total, ws_compute = gemm_cycles(512, 3072, 4096, npu, lambda b: dma)
+    assert ws_total == max(ws_compute, dma + 254 + 512) < total
+
+
+def test_inputs_stationary_small_sram_splits_weights(npu_is):
+    small = npu_is.model_copy(update={"sram_bytes": 16 * 2**20})
+    big, split = gemm_tiles(512, 4096, 4096, npu_is), gemm_tiles(512, 4096, 4096, small)
+    assert split.compute_cycles == big.compute_cycles and split.dma_bytes == big.dma_bytes
+    # 32 MiB of weights over (8 MiB less one chunk's 2 MiB of inputs and outputs): 6 L2
+    # tiles, so only the last tile's chunks wait for the final weights
+    chunk = inputs_closed_form(128, 4096, 4096)[0] - 254
+    assert split.post_dma_cycles == pytest.approx(3 * chunk / 6 + 254)
+
+
+def test_stationary_operand_is_validated(npu):
+    from neupims.config.overrides import apply_hw_overrides
+    from neupims.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="stationary_operand"):
+        apply_hw_overrides(npu, {"systolic_array": {"stationary_operand": "outputs"}})

@@ -16,6 +16,11 @@ class SystolicSpec(Spec):
     rows: PosInt
     cols: PosInt
     dataflow: Literal["weight_stationary", "output_stationary"] = "weight_stationary"
+    # Which GEMM operand the compiler keeps in the arrays (devices/npu.py GEMM_SCHEDULES):
+    # "weights": a weight tile is preloaded and the batch rows stream through it;
+    # "inputs": a 128-row activation tile is preloaded and the weights stream through it,
+    # the mapping of the NeuPIMs artifact's MatMul (operands swapped), see docs/neupims.md.
+    stationary_operand: Literal["weights", "inputs"] = "weights"
 
 
 class VectorSpec(Spec):

@@ -39,14 +39,19 @@ MIN_STREAM_ROWS = 4
 
 @dataclass(frozen=True)
 class GemmTiles:
-    """Closed-form tile schedule of one GEMM on the arrays (cycles are core cycles)."""
+    """Closed-form tile schedule of one GEMM on the arrays (cycles are core cycles).
 
-    tiles: int  # weight tiles x M tiles x batch
+    The GEMM lasts ``max(compute_cycles, DMA + post_dma_cycles)``: ``post_dma_cycles`` is the
+    compute that can only run after the last weight byte has arrived.
+    """
+
+    tiles: int  # tiles issued (weight tiles x M tiles x batch, or chunks x K x N blocks)
     m_tile_rows: int
     tiles_per_array: int
     compute_cycles: float
     dma_bytes: float
     macs: float
+    post_dma_cycles: float
 
     def utilisation(self, macs_per_cycle: int, cycles: float) -> float:
         return self.macs / (macs_per_cycle * cycles) if cycles > 0 else 0.0
@@ -63,8 +68,8 @@ def m_tile_rows(m: int, n: int, k: int, cfg) -> int:
     return max(1, min(m, rows))
 
 
-@lru_cache(maxsize=65536)
-def _gemm_tiles_cached(m: int, n: int, k: int, batch: int, cfg) -> GemmTiles:
+def _weights_stationary(m: int, n: int, k: int, batch: int, cfg) -> GemmTiles:
+    """Weight tiles preloaded, the rows of an M tile stream through (see module docstring)."""
     s = cfg.systolic_array
     h, w = s.rows, s.cols
     b = _dtype_bytes(cfg.precision)
@@ -79,7 +84,59 @@ def _gemm_tiles_cached(m: int, n: int, k: int, batch: int, cfg) -> GemmTiles:
     compute = (per_array - 1) * max(stream, h) + (h + w - 2) + stream
     # Weights are re-read once per M tile (they do not stay resident across M tiles).
     dma = batch * m_tiles * k * n * b
-    return GemmTiles(tiles, mt, per_array, float(compute), float(dma), float(batch) * m * n * k)
+    first = h + w - 2 + stream  # the tile that waits for the last weights
+    return GemmTiles(
+        tiles, mt, per_array, float(compute), float(dma), float(batch) * m * n * k, float(first)
+    )
+
+
+def _inputs_stationary(m: int, n: int, k: int, batch: int, cfg) -> GemmTiles:
+    """Activations preloaded, weights streamed: the NeuPIMs artifact's MatMul mapping.
+
+    Facts read from the released simulator (casys-kaist/NeuPIMs src/operations/MatMul.cc,
+    src/NeuPIMSystolicWS.cc; see docs/neupims.md): the operands are swapped, so an
+    ``H``-row chunk of the batch (times an ``H``-deep K slice) is preloaded in ``H`` cycles
+    and the weights' ``ceil(n / W)`` column blocks stream through it, one every
+    ``W / count`` cycles (the 8 arrays act as one array 8x faster); a chunk shorter than
+    ``H`` rows costs a full chunk. Loops run batch chunk, K slice, N block; a weight tile is
+    loaded from HBM with the first chunk and reused from SRAM by the others, and
+    instructions issue in order, so the first chunk follows the weight stream and the
+    other chunks run after it. If one chunk's inputs, outputs and the weights do not fit
+    half the SRAM, the weights are split into L2 tiles (each runs all chunks, the next
+    tile's weights load meanwhile).
+    """
+    s = cfg.systolic_array
+    h, w = s.rows, s.cols
+    b = _dtype_bytes(cfg.precision)
+    interval = max(math.ceil(w / s.count), MIN_STREAM_ROWS)
+    chunks = batch * math.ceil(m / h)
+    k_slices, n_blocks = math.ceil(k / h), math.ceil(n / w)
+    chunk = k_slices * (h + (n_blocks - 1) * interval)
+    budget = cfg.sram_bytes / 2 - h * (k + n) * b
+    l2_tiles = max(1, math.ceil(k * n * b / budget)) if budget > 0 else k_slices * n_blocks
+    tail = h + w - 2  # the last instruction's fill and drain
+    compute = chunks * chunk + tail
+    post = (chunks - 1) * chunk / l2_tiles + tail
+    tiles = chunks * k_slices * n_blocks
+    dma = batch * k * n * b
+    return GemmTiles(
+        tiles,
+        min(h, m),
+        math.ceil(tiles / s.count),
+        float(compute),
+        float(dma),
+        float(batch) * m * n * k,
+        float(post),
+    )
+
+
+#: stationary operand (``systolic_array.stationary_operand``) -> tile schedule
+GEMM_SCHEDULES = {"weights": _weights_stationary, "inputs": _inputs_stationary}
+
+
+@lru_cache(maxsize=65536)
+def _gemm_tiles_cached(m: int, n: int, k: int, batch: int, cfg) -> GemmTiles:
+    return GEMM_SCHEDULES[cfg.systolic_array.stationary_operand](m, n, k, batch, cfg)
 
 
 def gemm_tiles(m: int, n: int, k: int, cfg, batch: int = 1) -> GemmTiles:
@@ -93,9 +150,7 @@ def gemm_cycles(m: int, n: int, k: int, cfg, dma_cycles_fn, batch: int = 1) -> t
     ``dma_cycles_fn(nbytes)`` converts DMA bytes into NPU core cycles.
     """
     t = gemm_tiles(m, n, k, cfg, batch)
-    s = cfg.systolic_array
-    first_tile = s.rows + s.cols - 2 + max(t.m_tile_rows, MIN_STREAM_ROWS)
-    return max(t.compute_cycles, dma_cycles_fn(t.dma_bytes) + first_tile), t.compute_cycles
+    return max(t.compute_cycles, dma_cycles_fn(t.dma_bytes) + t.post_dma_cycles), t.compute_cycles
 
 
 def attention_gemv_compute_cycles(seq_lens, heads: int, head_dim: int, cfg) -> float:
