@@ -22,6 +22,7 @@ Cycles are NPU core cycles; memory cycles are converted with the two clocks.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -67,7 +68,10 @@ def make_ctx(
     layers: int | None = None,
     npu_hw: str | None = None,
     comm: bool = True,
+    npu_overrides: dict | None = None,
 ) -> Ctx:
+    """Resolve ``system`` on ``model`` split ``tp`` x ``pp``. ``npu_overrides``: hardware
+    overrides deep-merged into the NPU config (``{"systolic_array": {...}}``), validated."""
     llm = deps.get_llm(model)
     if tp < 1 or pp < 1:
         raise ConfigError(f"tp and pp must be positive, got tp={tp}, pp={pp}")
@@ -75,7 +79,10 @@ def make_ctx(
         raise ConfigError(f"tp={tp} must divide heads ({llm.heads}) and d_ff ({llm.d_ff})")
     if llm.layers % pp:
         raise ConfigError(f"pp={pp} must divide the layers ({llm.layers}) of {model}")
-    npu = load_hw(npu_hw or (system.hw if system.device == "npu" else "npu_neupims"))
+    npu = _npu_config(
+        npu_hw or (system.hw if system.device == "npu" else "npu_neupims"),
+        json.dumps(npu_overrides or {}, sort_keys=True),
+    )
     if npu.kind != "npu":
         raise ConfigError(f"system {system.name}: hw {system.hw!r} is not an NPU config")
     mem = load_hw(npu.memory)
@@ -84,6 +91,15 @@ def make_ctx(
         raise ConfigError(f"layers must be positive, got {n_layers}")
     ratio = mem.timing.tck_ns * 1e-9 * npu.clock_hz
     return Ctx(system, llm, tp, pp, n_layers, npu, mem, ratio, comm)
+
+
+@lru_cache(maxsize=64)
+def _npu_config(name: str, overrides_json: str):
+    """The NPU config ``name`` with JSON-encoded overrides applied (one object per pair, so
+    the per-config memoisation downstream keeps hitting)."""
+    from neupims.config.overrides import apply_hw_overrides
+
+    return apply_hw_overrides(name, json.loads(overrides_json) or None, "npu_overrides")
 
 
 # ---------------------------------------------------------------------------------------
@@ -142,9 +158,8 @@ def _gemm(
     if prefetched <= 0 or g.dma_bytes <= 0:
         return g
     left = max(0.0, 1.0 - prefetched / g.dma_bytes)
-    s = npu.systolic_array
-    first = s.rows + s.cols - 2 + max(npu_dev.gemm_tiles(m, n, k, npu).m_tile_rows, 4)
-    cycles = g.systolic if left == 0 else max(g.systolic, g.dma_cycles * left + first)
+    post = npu_dev.gemm_tiles(m, n, k, npu).post_dma_cycles
+    cycles = g.systolic if left == 0 else max(g.systolic, g.dma_cycles * left + post)
     return dataclasses.replace(g, cycles=cycles)
 
 

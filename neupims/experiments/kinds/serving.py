@@ -55,6 +55,8 @@ class ServingPoint(Spec):
     max_seq_len: PosInt = 2048
     comm: bool = False  # TP all-reduce / PP hand-off; off = the authors' one-device simulator
     kv_layers: Literal["stage", "model"] = "stage"  # KV per device: layers/pp or all (pp batches)
+    # NPU hardware overrides, e.g. {systolic_array: {stationary_operand: inputs}}
+    npu_overrides: dict[str, Any] = Field(default_factory=dict)
 
 
 def _ctx(cfg: ServingPoint, layers: int | None = None):
@@ -62,7 +64,15 @@ def _ctx(cfg: ServingPoint, layers: int | None = None):
     from neupims.systems.iteration import make_ctx
 
     system = get_system(cfg.system, **cfg.overrides)
-    return make_ctx(system, cfg.model, cfg.tp, cfg.pp, layers=layers, comm=cfg.comm)
+    return make_ctx(
+        system,
+        cfg.model,
+        cfg.tp,
+        cfg.pp,
+        layers=layers,
+        comm=cfg.comm,
+        npu_overrides=cfg.npu_overrides,
+    )
 
 
 def run_point(cfg: ServingPoint) -> dict:
