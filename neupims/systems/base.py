@@ -68,6 +68,20 @@ register_system(
         sbi_min_batch=256,
     )
 )
+# The naive baseline as the released artifact's `npu+pim` branch configures it: its system
+# json sets sub_batch_mode: true (NEUPIMS.md section 14), i.e. SBI in blocked mode, which the
+# artifact README switches on for batch >= 256. The paper's text describes NPU+PIM without
+# SBI (`npu_pim`); docs/neupims.md reports the Fig. 12 ratios against both readings.
+register_system(
+    SystemSpec(
+        name="npu_pim_sbi",
+        attention="pim",
+        dual_row_buffer=False,
+        placement="round_robin",
+        sbi=True,
+        sbi_min_batch=256,
+    )
+)
 register_system(
     SystemSpec(name="gpu_only", device="gpu", hw="a100_40gb", attention="gpu", lm_head=True)
 )
