@@ -122,3 +122,47 @@ def test_serving_kind_point():
     assert frac["model"] > 1.5 * frac["stage"]  # pp = 2 batches in flight hold twice the KV
     with pytest.raises(Exception, match="placement"):
         kind.run_point(kind.schema(overrides={"placement": "best"}, batch=4, iterations=1))
+
+
+def test_summary_ratios_and_ablation_steps(tmp_path, capsys):
+    """The summary divides the systems' throughputs per point and reports each ablation
+    step as after / before - 1 (both orders of Fig. 13)."""
+    import pandas as pd
+
+    from neupims.systems import summary
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for batch in (64, 512):
+        for system in ("npu_only", "npu_pim", "npu_pim_sbi", "neupims"):
+            rows.append(
+                {
+                    "model": "m",
+                    "dataset": "d",
+                    "batch": batch,
+                    "system": system,
+                    "throughput_tokens_per_s": float(rng.uniform(1, 10)),
+                    "status": "ok",
+                }
+            )
+    df = pd.DataFrame(rows)
+    r = summary.fig12_ratios(df)
+    p = df.set_index(["batch", "system"])["throughput_tokens_per_s"]
+    assert r.loc[("m", "d", 512), "neupims/npu_pim_sbi"] == pytest.approx(
+        p[(512, "neupims")] / p[(512, "npu_pim_sbi")]
+    )
+    assert "gpu_only/npu_only" not in r  # absent systems give no column
+    labels = ["NPU+PIM", "+dual row buffer", "NPU+PIM +SBI (blocked)", "+SBI +dual row buffer"]
+    abl = pd.DataFrame(
+        [
+            {"batch": 64, "system": "npu_pim", "label": lab, "throughput_tokens_per_s": v}
+            for lab, v in zip(labels, (2.0, 2.5, 1.0, 1.6), strict=True)
+        ]
+    )
+    steps = summary.fig13_steps(abl)
+    assert steps.loc[64, "dual row buffer (no SBI)"] == pytest.approx(0.25)
+    assert steps.loc[64, "dual row buffer (with SBI)"] == pytest.approx(0.6)
+    assert "GMLBP" not in steps
+    abl.to_csv(tmp_path / "results.csv", index=False)
+    assert summary.main([str(tmp_path)]) == 0
+    assert "dual row buffer (with SBI)" in capsys.readouterr().out
