@@ -346,6 +346,10 @@ TITLE_IN = 0.3
 #: its padding and the column gap
 LEGEND_CHAR_IN = 0.068
 LEGEND_HANDLE_IN = 0.55
+#: a legend above the panels takes at most this many rows while the figure can still widen
+#: up to MAX_FIG_WIDTH_IN inches
+MAX_LEGEND_ROWS = 3
+MAX_FIG_WIDTH_IN = 12.0
 
 
 def _legend_columns(labels: list[str], fig_width_in: float) -> int:
@@ -374,6 +378,12 @@ def _finish(fig, title: str | None, outside: bool) -> None:
         if len(axes) > 1 and ax.get_subplotspec().colspan.start != 0:
             ax.set_ylabel("")
     ncol = _legend_columns(list(handles), fig.get_figwidth())
+    if move and len(handles) > MAX_LEGEND_ROWS * ncol:
+        # a long legend in a narrow figure: widen the figure rather than stack the entries
+        want = math.ceil(len(handles) / MAX_LEGEND_ROWS)
+        entry = LEGEND_HANDLE_IN + LEGEND_CHAR_IN * max(len(str(x)) for x in handles)
+        fig.set_figwidth(max(fig.get_figwidth(), min(MAX_FIG_WIDTH_IN, want * entry / 0.95)))
+        ncol = _legend_columns(list(handles), fig.get_figwidth())
     rows = math.ceil(len(handles) / ncol) if move and handles else 0
     height = fig.get_figheight()
     extra = rows * LEGEND_ROW_IN + (TITLE_IN if title else 0.0)

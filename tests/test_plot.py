@@ -173,3 +173,20 @@ def test_bar_groups_are_centred_on_their_ticks(tmp_path):
             assert len(centres) == 6
             assert abs(sum(c - round(c) for c in centres)) < 1e-9
         plt.close("all")
+
+
+def test_long_legend_widens_a_narrow_figure_to_at_most_three_rows():
+    import matplotlib.pyplot as plt
+
+    from neupims.plots import MAX_LEGEND_ROWS, _finish
+
+    labels = ["NPU-only", "NPU+PIM", "+dual row buffer", "+GMLBP", "+SBI", "+adaptive SBI",
+              "NPU+PIM +SBI (blocked)", "+SBI +dual row buffer"]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    for i, lab in enumerate(labels):
+        ax.bar([i], [1.0], label=lab)
+    _finish(fig, "t", outside=True)
+    leg = fig.legends[0]
+    assert fig.get_figwidth() > 4.2
+    assert len(labels) <= MAX_LEGEND_ROWS * leg._ncols
+    plt.close(fig)
