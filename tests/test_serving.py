@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from neupims.errors import ConfigError
 from neupims.serving.loop import Server, serve
 from neupims.systems.base import get_system
 from neupims.systems.iteration import make_ctx, tiles_capacity_per_channel
@@ -166,3 +167,24 @@ def test_summary_ratios_and_ablation_steps(tmp_path, capsys):
     abl.to_csv(tmp_path / "results.csv", index=False)
     assert summary.main([str(tmp_path)]) == 0
     assert "dual row buffer (with SBI)" in capsys.readouterr().out
+
+
+def test_unlimited_kv_capacity_keeps_the_batch_full():
+    """kv_capacity='unlimited' (the artifact's trace generator): under the pressure that
+    makes 'enforce' preempt, every iteration holds exactly `batch` requests and the tiles
+    used exceed the capacity, which the stats report."""
+    runs = {}
+    for mode in ("enforce", "unlimited"):
+        srv = Server(ctx_for(), "sharegpt", 96, seed=5, kv_capacity=mode)
+        srv.capacity = 6000
+        if mode == "enforce":
+            srv.ch_free[:] = srv.capacity
+        for _ in range(150):
+            srv.step(True)
+        runs[mode] = srv.stats
+    assert runs["enforce"].preempted > 0 and min(runs["enforce"].active) < 96
+    assert runs["unlimited"].preempted == 0 and set(runs["unlimited"].active) == {96}
+    assert runs["enforce"].max_tiles_used_fraction <= 1.0
+    assert runs["unlimited"].max_tiles_used_fraction > 1.0
+    with pytest.raises(ConfigError, match="kv_capacity"):
+        Server(ctx_for(), "sharegpt", 8, seed=1, kv_capacity="infinite")

@@ -33,6 +33,10 @@ from neupims.systems import deps
 from neupims.systems.iteration import Ctx, simulate_step, tiles_capacity_per_channel
 from neupims.systems.placement import get_policy
 
+#: "enforce": a channel never holds more KV tiles than the weights leave (preemption);
+#: "unlimited": capacity is not enforced (the artifact's trace generator; a what-if)
+KV_CAPACITY_MODES = ("enforce", "unlimited")
+
 
 @dataclass
 class ServingStats:
@@ -92,6 +96,7 @@ class Server:
         max_seq_len: int = 2048,
         placement: str | None = None,
         kv_layers: str = "stage",
+        kv_capacity: str = "enforce",
     ):
         if batch < 1:
             raise ConfigError(f"batch must be positive, got {batch}")
@@ -105,7 +110,15 @@ class Server:
         self.policy = get_policy(placement or ctx.system.placement)
         self.policy_state: dict = {}
         self.nch = ctx.mem.organization.channels
+        if kv_capacity not in KV_CAPACITY_MODES:
+            raise ConfigError(
+                f"kv_capacity must be one of {sorted(KV_CAPACITY_MODES)}, got {kv_capacity!r}"
+            )
         self.capacity = tiles_capacity_per_channel(ctx)
+        # "unlimited": the artifact's trace generator keeps exactly `batch` requests and checks
+        # capacity only afterwards (NEUPIMS.md sections 9, 13); a what-if, since the KV cache
+        # may then not fit. The tiles used are still counted (max_tiles_used_fraction > 1).
+        self.limit = self.capacity if kv_capacity == "enforce" else np.iinfo(np.int64).max // 4
         if self.capacity <= 0:
             raise ConfigError(
                 f"{ctx.llm.name} with tp={ctx.tp}, pp={ctx.pp}: the weights leave no KV capacity"
@@ -124,7 +137,7 @@ class Server:
         self.ch = np.full(batch, -1, np.int64)
         self.tiles = np.zeros(batch, np.int64)
         self.order = np.zeros(batch, np.int64)  # admission counter, for preemption
-        self.ch_free = np.full(self.nch, self.capacity, np.int64)
+        self.ch_free = np.full(self.nch, self.limit, np.int64)
         self.queue: list[tuple[int, int, int]] = []  # (input, output, generated)
         self._draw = 0
         self._admissions = 0
@@ -267,7 +280,8 @@ class Server:
             st.npu_energy_j += r["npu_energy_j"]
             ratio = r["channel_load_max_over_mean"]
             st.load_ratio_sum += 0.0 if np.isnan(ratio) else ratio
-            used = 1.0 - self.ch_free.min() / self.capacity
+            held = np.bincount(self.ch[act], weights=self.tiles[act], minlength=self.nch)
+            used = float(held.max()) / self.capacity
             st.max_tiles_used_fraction = max(st.max_tiles_used_fraction, used)
         self.advance(measuring)
 
@@ -285,6 +299,7 @@ def serve(
     kv_layers: str = "stage",
     steady_start: bool = True,
     stride: int = 1,
+    kv_capacity: str = "enforce",
 ) -> dict:
     """Run ``warmup`` untimed then ``iterations`` timed iterations; return the metrics.
     ``steady_start`` begins from the stationary request mix (:meth:`Server.start_steady`).
@@ -293,7 +308,7 @@ def serve(
     metrics are those of the timed iterations (an unbiased sample, not a sum over all)."""
     if stride < 1:
         raise ConfigError(f"stride must be positive, got {stride}")
-    srv = Server(ctx, dataset, batch, seed, max_seq_len, placement, kv_layers)
+    srv = Server(ctx, dataset, batch, seed, max_seq_len, placement, kv_layers, kv_capacity)
     if steady_start:
         srv.start_steady()
     for _ in range(warmup):

@@ -31,6 +31,7 @@ METRICS = (
     "channel_load_max_over_mean",
     "mean_active",
     "preempted",
+    "max_kv_tiles_used_fraction",
     "label",
     "panel",
     "parallelism",
@@ -55,6 +56,9 @@ class ServingPoint(Spec):
     max_seq_len: PosInt = 2048
     comm: bool = False  # TP all-reduce / PP hand-off; off = the authors' one-device simulator
     kv_layers: Literal["stage", "model"] = "stage"  # KV per device: layers/pp or all (pp batches)
+    # "enforce": KV capacity per channel binds (preemption); "unlimited": always `batch`
+    # requests, as the artifact's trace generator (docs/neupims.md, KV capacity)
+    kv_capacity: Literal["enforce", "unlimited"] = "enforce"
     # NPU hardware overrides, e.g. {systolic_array: {stationary_operand: inputs}}
     npu_overrides: dict[str, Any] = Field(default_factory=dict)
 
@@ -90,6 +94,7 @@ def run_point(cfg: ServingPoint) -> dict:
         kv_layers=cfg.kv_layers,
         steady_start=cfg.steady_start,
         stride=cfg.stride,
+        kv_capacity=cfg.kv_capacity,
     )
     row["label"] = cfg.label or cfg.system
     row["panel"] = f"{cfg.model} {cfg.dataset}"
@@ -107,7 +112,15 @@ def timeline(cfg: ServingPoint, path: Path) -> None:
     from neupims.systems.timeline import write_chrome_trace
 
     ctx = _ctx(cfg)
-    srv = Server(ctx, cfg.dataset, cfg.batch, cfg.seed, cfg.max_seq_len, kv_layers=cfg.kv_layers)
+    srv = Server(
+        ctx,
+        cfg.dataset,
+        cfg.batch,
+        cfg.seed,
+        cfg.max_seq_len,
+        kv_layers=cfg.kv_layers,
+        kv_capacity=cfg.kv_capacity,
+    )
     if cfg.steady_start:
         srv.start_steady()
     for _ in range(cfg.warmup):
