@@ -16,9 +16,9 @@ competes outside it (its row-hit runs cost no heap traffic), and the PIM queue h
 lower bound too, timed only when it could win. The hot state (last issue, data bus) lives in
 the controller's locals, and the compiled generated code is cached per config. Schedules are
 pinned by tests/test_hbm_golden.py: speed work may not change a single command.
-Runs of normal requests only (no PIM tiles) go through the same algorithm compiled with
-numba (:mod:`neupims.devices.hbm_jit`, ``USE_JIT``; ``NEUPIMS_NO_JIT=1`` turns it off),
-which gives identical logs (tests/test_hbm_jit.py); runs with PIM work stay in Python.
+Every run (normal requests, PIM tiles, or both) goes through the same algorithm compiled
+with numba (:mod:`neupims.devices.hbm_jit`, ``USE_JIT``; ``NEUPIMS_NO_JIT=1`` turns it off),
+which gives identical logs (tests/test_hbm_jit.py).
 
 Row buffers: each bank has a MEM row buffer (ACT/RD/WR/PRE). With ``dual_row_buffer`` it
 also has a PIM row buffer (G_ACT/PIM_GEMV/READRES/PIM_PRECHARGE) with its own open row; a
@@ -44,8 +44,8 @@ from neupims.errors import ConfigError, NeupimsError
 
 CLOSED = -1
 
-#: Runs of normal requests only (no PIM tiles, no PIM row open) go through the compiled
-#: kernel of :mod:`neupims.devices.hbm_jit` when numba is importable; ``NEUPIMS_NO_JIT=1``
+#: Runs (normal requests and PIM tiles alike) go through the compiled kernel of
+#: :mod:`neupims.devices.hbm_jit` when numba is importable; ``NEUPIMS_NO_JIT=1``
 #: (or setting this to False) keeps every run on the pure-Python controller. Both give
 #: identical command logs (tests/test_hbm_jit.py).
 USE_JIT = os.environ.get("NEUPIMS_NO_JIT", "") in ("", "0")
@@ -574,10 +574,12 @@ class Controller:
         pim = list(pim)
         if pim and not self.mem.pim.enabled:
             raise NeupimsError(f"memory config {self.mem.name!r}: pim.enabled is false")
-        if not pim and USE_JIT and CLOSED == min(ch.pim_row) == max(ch.pim_row):
+        # the compiled kernel takes every run; its G_ACT reads the tFAW window B - 1 back,
+        # which needs B <= 4 (the window holds 4)
+        if USE_JIT and (not pim or ch.B <= 4):
             jit = _jit_module()
             if jit is not None:
-                return self._run_jit(jit, reqs)
+                return self._run_jit(jit, reqs, pim)
         n = len(reqs)
         # per request: its RD/WR log entry less the cycle (rank, bank group, bank, row, column
         # at 1..5), row, write flag, arrival and bank
@@ -902,10 +904,10 @@ class Controller:
         end = max(end, last_done)
         return ch.finish_stats(max(end, last + 1))
 
-    def _run_jit(self, jit, reqs: list[Request]) -> Stats:
-        """The same run as :meth:`_run` for normal requests only, in the compiled kernel:
-        the channel's state goes in as int64 arrays and comes back in place, the kernel's
-        command log rows become the usual log tuples."""
+    def _run_jit(self, jit, reqs: list[Request], tiles: list[PimTile]) -> Stats:
+        """The same run as :meth:`_run` in the compiled kernel: the channel's state goes in
+        as int64 arrays and comes back in place, the kernel's command log rows become the
+        usual log tuples."""
         import numpy as np
 
         ch = self.ch
@@ -913,15 +915,21 @@ class Controller:
         tables = ch.__dict__.get("_jit_tables")
         if tables is None:
             tables = ch._jit_tables = _jit_tables(ch, jit)
-        rules, nrules, wrules, nwrules, has_w, w0 = tables
+        rules, nrules, wrules, nwrules, has_w, w0, w1 = tables
         n = len(reqs)
         fields = ("arrival", "write", "rank", "bg", "bank", "row", "col")
         cols = [np.fromiter(map(attrgetter(f), reqs), np.int64, n) for f in fields]
+        nt = len(tiles)
+        tcols = [
+            np.fromiter(map(attrgetter(f), tiles), np.int64, nt)
+            for f in ("row", "k", "n_results", "gwrite")
+        ]
         nb = np.array(ch.nb, dtype=np.int64)
         ng = np.array(ch.ng, dtype=np.int64)
         nr = np.array(ch.nr, dtype=np.int64)
         nc = np.array(ch.nc, dtype=np.int64)
         mem_row = np.array(ch.mem_row, dtype=np.int64)
+        pim_row = np.array(ch.pim_row, dtype=np.int64)
         acts = np.zeros((ch.R, 4), dtype=np.int64)
         acts_n = np.zeros(ch.R, dtype=np.int64)
         for r, a in enumerate(ch.acts):
@@ -931,22 +939,25 @@ class Controller:
         counts = np.array(ch.counts, dtype=np.int64)
         params = np.array(
             [ch.R, ch.G, ch.B, ch.tfaw, t_.CL, ch.mem.burst_cycles, t_.CWL, self.queue_size]
-            + [t_.tREFI, int(ch.refresh), T.ACT, T.RD, T.WR, T.PRE, T.PREA, T.REF],
+            + [t_.tREFI, int(ch.refresh), int(ch.dual), t_.tCCD_L, T.MIN_COMP_SLOTS],
             dtype=np.int64,
         )
+        ids = np.array([T.CMD[name] for name in T.COMMANDS], dtype=np.int64)
         stats = ch.stats
         state = np.array(
             [ch.last_issue, ch.bus_free, ch.open_count, ch.open_since, stats.active_cycles]
             + [self.ref_due],
             dtype=np.int64,
         )
-        log, out = jit.run_requests(
+        log, out = jit.run(
             *cols,
+            *tcols,
             nb,
             ng,
             nr,
             nc,
             mem_row,
+            pim_row,
             acts,
             acts_n,
             acts_h,
@@ -957,7 +968,9 @@ class Controller:
             nwrules,
             has_w,
             w0,
+            w1,
             params,
+            ids,
             state,
         )
         # the channel's state back, in place (the generated functions hold these lists)
@@ -966,6 +979,8 @@ class Controller:
                 dst[c][:] = row
         ch.nc[:] = nc.tolist()
         ch.mem_row[:] = mem_row.tolist()
+        ch.pim_row[:] = pim_row.tolist()
+        ch.comps += int(out[jit.O_COMPS])
         for r, a in enumerate(ch.acts):
             a.clear()
             a.extend(int(acts[r, (acts_h[r] + k) % 4]) for k in range(acts_n[r]))
@@ -1017,8 +1032,9 @@ class Controller:
 
 def _jit_tables(ch: HbmChannel, jit):
     """The channel's timing rules as the kernel's int64 arrays: per bank command the rules
-    its update applies (:func:`_needed_rules`, as the generated Python), per rank-wide
-    command (PREA, REF) its whole table; each row (scope code, later command, delay)."""
+    its update applies (:func:`_needed_rules`, as the generated Python), per other command
+    (PREA, REF, G_ACT and the channel-wide PIM commands) its whole table; each row (scope
+    code, later command, delay, plus occupancy); and each command's data window."""
     import numpy as np
 
     n = len(T.COMMANDS)
@@ -1026,19 +1042,21 @@ def _jit_tables(ch: HbmChannel, jit):
     def table(cmds, pick):
         rows = {c: pick(ch.upd[c]) for c in cmds}
         width = max(1, max(len(v) for v in rows.values()))
-        arr = np.zeros((n, width, 3), dtype=np.int64)
+        arr = np.zeros((n, width, 4), dtype=np.int64)
         cnt = np.zeros(n, dtype=np.int64)
         for c, rs in rows.items():
-            for k, (scope, later, delay, _occ) in enumerate(rs):
-                arr[c, k] = (jit.SCOPE_CODE[scope], later, delay)
+            for k, (scope, later, delay, occ) in enumerate(rs):
+                arr[c, k] = (jit.SCOPE_CODE[scope], later, delay, int(occ))
             cnt[c] = len(rs)
         return arr, cnt
 
-    rules, nrules = table((T.ACT, T.RD, T.WR, T.PRE), _needed_rules)
-    wrules, nwrules = table((T.PREA, T.REF), list)
+    bank_cmds = (T.ACT, T.RD, T.WR, T.PRE)
+    rules, nrules = table(bank_cmds, _needed_rules)
+    wrules, nwrules = table([c for c in range(n) if c not in bank_cmds], list)
     has_w = np.array([w is not None for w in ch.data], dtype=np.int64)
     w0 = np.array([w[0] if w is not None else 0 for w in ch.data], dtype=np.int64)
-    return rules, nrules, wrules, nwrules, has_w, w0
+    w1 = np.array([w[1] if w is not None else 0 for w in ch.data], dtype=np.int64)
+    return rules, nrules, wrules, nwrules, has_w, w0, w1
 
 
 # ---------------------------------------------------------------------- patterns

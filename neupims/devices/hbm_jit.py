@@ -1,17 +1,22 @@
-"""Compiled (numba) kernel of the HBM controller for runs of normal requests only.
+"""Compiled (numba) kernel of the HBM controller: the same algorithm as the pure-Python
+:meth:`neupims.devices.hbm_channel.Controller._run`, restated on NumPy arrays.
 
-:meth:`neupims.devices.hbm_channel.Controller._run` hands a run here when it has no PIM
-tiles, the channel has no PIM row open, and numba is importable (and ``NEUPIMS_NO_JIT`` is
-not set). The kernel is the same algorithm as the Python controller restricted to that case
-(FR-FCFS over a lazy heap of lower-bound keys, the issuing bank as a fast lane, all-bank
-refresh every tREFI as PREA / REF per rank), on NumPy int64 arrays: the timing state
-(earliest cycle per command and bank / bank group / rank / channel), the tFAW window as a
-4-entry ring per rank, per-bank queues as fixed rows of request indices, and the heap as
-rows (key, priority, request, version, bank, command) compared lexicographically like
-Python tuples. It returns the command log as an int64 array (cycle, command id, rank, bank
-group, bank, row, column) that the caller turns into the usual log tuples; the golden
-schedules (tests/test_hbm_golden.py) must come out identical from both paths
-(tests/test_hbm_jit.py).
+The controller hands every run here when numba is importable (and ``NEUPIMS_NO_JIT`` is not
+set): normal requests, PIM tiles (GEMV, MHA programs) and mixes of both, in dual and blocked
+(single row buffer) mode, with refresh. The kernel follows the Python controller step by
+step: FR-FCFS over a lazy heap of lower-bound keys, the issuing bank as a fast lane, the PIM
+queue served first with a lower bound of its head, a tile's commands expanded when its
+P_HEADER issues (as ``Controller._expand``), normal ACTs held while the tile has G_ACTs for
+the rank or the row is the PIM buffer's, and all-bank refresh every tREFI (after the tile in
+progress) as PREA per rank, PIM_PRECHARGE, REF per rank. State is NumPy int64 arrays: the
+timing state (earliest cycle per command and bank / bank group / rank / channel), the tFAW
+window as a 4-entry ring per rank, per-bank queues as fixed rows of request indices, the PIM
+queue as rows (command, rank, group, bank, row, column), and the heap as rows (key, priority,
+request, version, bank, command) compared lexicographically like Python tuples. It returns
+the command log as an int64 array (cycle, command id, rank, bank group, bank, row, column)
+that the caller turns into the usual log tuples; the golden schedules
+(tests/test_hbm_golden.py) and seeded request + PIM mixes must come out identical from both
+paths (tests/test_hbm_jit.py).
 
 Units: cycles of ``mem.timing.tck_ns``.
 """
@@ -44,8 +49,9 @@ SCOPE_CODE = {"bank": S_BANK, "bg": S_BG, "rank": S_RANK, "channel": S_CHANNEL}
     O_END,
     O_REF_DUE,
     O_STALLED,
-) = range(16)
-N_OUT = 16
+    O_COMPS,
+) = range(17)
+N_OUT = 17
 
 
 @njit(cache=True)
@@ -137,6 +143,7 @@ def _put_log(log, nlog, t, c, r, g, b, row, col):
 
 @njit(cache=True)
 def _earliest(c, b, lo, bus, nb, ng, nr, nc, has_w, w0, B, GB, act, tfaw, acts, acts_n, acts_h):
+    """Earliest cycle of bank command ``c`` to bank ``b`` (``HbmChannel.fast_earliest``)."""
     t = nc[c]
     if lo > t:
         t = lo
@@ -162,7 +169,69 @@ def _earliest(c, b, lo, bus, nb, ng, nr, nc, has_w, w0, B, GB, act, tfaw, acts, 
 
 
 @njit(cache=True)
+def _wide_earliest(c, lo, bus, nc, has_w, w0):
+    """Earliest cycle of a channel-wide PIM command (``HbmChannel.wide_earliest``)."""
+    t = nc[c]
+    if lo > t:
+        t = lo
+    if has_w[c]:
+        x = bus - w0[c]
+        if x > t:
+            t = x
+    return t
+
+
+@njit(cache=True)
+def _gact_earliest(g, r, lo, nb, ng, nr, nc, B, gact, tfaw, acts, acts_n, acts_h):
+    """Earliest cycle of a G_ACT of bank group ``g`` (global index) of rank ``r``
+    (``HbmChannel.gact_earliest``): the B banks of the group, and under tFAW it counts as B
+    activations, so the (B - 1)-th newest activation must be tFAW old."""
+    t = nc[gact]
+    if lo > t:
+        t = lo
+    x = ng[gact, g]
+    if x > t:
+        t = x
+    x = nr[gact, r]
+    if x > t:
+        t = x
+    for b in range(g * B, (g + 1) * B):
+        x = nb[gact, b]
+        if x > t:
+            t = x
+    k = acts_n[r] + B - 5
+    if k >= 0:
+        x = acts[r, (acts_h[r] + k) % 4] + tfaw
+        if x > t:
+            t = x
+    return t
+
+
+@njit(cache=True)
+def _pim_head_earliest(
+    pc, ph, pt, lo, bus, nb, ng, nr, nc, has_w, w0, G, B, tfaw, acts, acts_n, acts_h, ids
+):
+    """Earliest cycle of the PIM queue's head: the next tile's P_HEADER when the queue is
+    empty, else a channel-wide command, a G_ACT or a PRE freeing the tile's row."""
+    if ph == pt:
+        return _wide_earliest(ids[6], lo, bus, nc, has_w, w0)
+    c = pc[ph, 0]
+    if c == ids[8]:  # G_ACT
+        r = pc[ph, 1]
+        return _gact_earliest(
+            r * G + pc[ph, 2], r, lo, nb, ng, nr, nc, B, c, tfaw, acts, acts_n, acts_h
+        )
+    if c == ids[3]:  # PRE
+        b = (pc[ph, 1] * G + pc[ph, 2]) * B + pc[ph, 3]
+        return _earliest(
+            c, b, lo, bus, nb, ng, nr, nc, has_w, w0, B, G * B, ids[0], tfaw, acts, acts_n, acts_h
+        )
+    return _wide_earliest(c, lo, bus, nc, has_w, w0)
+
+
+@njit(cache=True)
 def _update(c, t, b, rules, nrules, nb, ng, nr, nc, B, GB):
+    """Apply bank command ``c`` at ``t`` to bank ``b``'s gates (``HbmChannel.fast_update``)."""
     g = b // B
     r = b // GB
     for k in range(nrules[c]):
@@ -184,22 +253,154 @@ def _update(c, t, b, rules, nrules, nb, ng, nr, nc, B, GB):
 
 
 @njit(cache=True)
-def _decide(b, mem_row, queues, qlen, r_row, r_write, ACT, RD, WR, PRE):
-    """FR-FCFS choice for bank ``b`` (as ``Controller.decide``): the oldest row hit as RD/WR
-    (priority 1), else PRE of the open row or ACT of the oldest request's row (priority 2).
-    The command ids are the caller's. Returns (command, request index, priority)."""
-    orow = mem_row[b]
-    if orow == CLOSED:
-        return ACT, queues[b, 0], 2
-    for k in range(qlen[b]):
-        i = queues[b, k]
-        if r_row[i] == orow:
-            return (WR if r_write[i] else RD), i, 1
-    return PRE, queues[b, 0], 2
+def _wide_update(c, t, occ, wrules, nwrules, nc):
+    """A channel-wide command's rules: every scope is the whole channel, PIM_GEMV's
+    occupancy added where the rule says so (``HbmChannel.wide_update``)."""
+    for k in range(nwrules[c]):
+        later = wrules[c, k, 1]
+        v = t + wrules[c, k, 2]
+        if wrules[c, k, 3]:
+            v += occ
+        if v > nc[later]:
+            nc[later] = v
 
 
 @njit(cache=True)
-def run_requests(
+def _gact_update(c, t, g, r, wrules, nwrules, nb, ng, nr, nc, B):
+    """A G_ACT's rules, "bank" meaning the B banks of its group (``HbmChannel.gact_update``)."""
+    for k in range(nwrules[c]):
+        scope = wrules[c, k, 0]
+        later = wrules[c, k, 1]
+        v = t + wrules[c, k, 2]
+        if scope == S_BANK:
+            for b in range(g * B, (g + 1) * B):
+                if v > nb[later, b]:
+                    nb[later, b] = v
+        elif scope == S_BG:
+            if v > ng[later, g]:
+                ng[later, g] = v
+        elif scope == S_RANK:
+            if v > nr[later, r]:
+                nr[later, r] = v
+        else:
+            if v > nc[later]:
+                nc[later] = v
+
+
+@njit(cache=True)
+def _ring_push(acts, acts_n, acts_h, r, t):
+    """Append activation time ``t`` to rank ``r``'s tFAW window (a deque of 4)."""
+    if acts_n[r] < 4:
+        acts[r, (acts_h[r] + acts_n[r]) % 4] = t
+        acts_n[r] += 1
+    else:
+        acts[r, acts_h[r]] = t
+        acts_h[r] = (acts_h[r] + 1) % 4
+
+
+@njit(cache=True)
+def _n_open(rows):
+    n = 0
+    for x in rows:
+        if x != CLOSED:
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _decide(
+    b, mem_row, pim_row, queues, qlen, r_row, r_write, in_tile, tile_row, gact_pending, GB, ids
+):
+    """FR-FCFS choice for bank ``b`` (as ``Controller.decide``): the oldest row hit as RD/WR
+    (priority 1), else PRE of the open row or ACT of the oldest request's row (priority 2);
+    command -1 (none) when that ACT is held by PIM work: its row is in the PIM buffer or is
+    the tile's, or the tile still has G_ACTs for the rank. Returns (command, request,
+    priority)."""
+    orow = mem_row[b]
+    if orow != CLOSED:
+        for k in range(qlen[b]):
+            i = queues[b, k]
+            if r_row[i] == orow:
+                return (ids[2] if r_write[i] else ids[1]), i, 1
+        return ids[3], queues[b, 0], 2
+    i = queues[b, 0]
+    row = r_row[i]
+    if pim_row[b] == row or (in_tile and row == tile_row) or gact_pending[b // GB]:
+        return -1, i, 2
+    return ids[0], i, 2
+
+
+@njit(cache=True)
+def _rekey(
+    b,
+    lo,
+    bus,
+    heap,
+    hsize,
+    version,
+    queues,
+    qlen,
+    mem_row,
+    pim_row,
+    r_row,
+    r_write,
+    in_tile,
+    tile_row,
+    gact_pending,
+    nb,
+    ng,
+    nr,
+    nc,
+    has_w,
+    w0,
+    B,
+    GB,
+    tfaw,
+    acts,
+    acts_n,
+    acts_h,
+    ids,
+):
+    """Bank ``b``'s candidate changed (``Controller`` refresh_bank): its heap entries go stale
+    and its new FR-FCFS choice, if any, is pushed. Returns the heap and its size."""
+    version[b] += 1
+    if qlen[b]:
+        dc, di, dp = _decide(
+            b,
+            mem_row,
+            pim_row,
+            queues,
+            qlen,
+            r_row,
+            r_write,
+            in_tile,
+            tile_row,
+            gact_pending,
+            GB,
+            ids,
+        )
+        if dc >= 0:
+            te = _earliest(
+                dc, b, lo, bus, nb, ng, nr, nc, has_w, w0, B, GB, ids[0], tfaw, acts, acts_n, acts_h
+            )
+            heap = _push(heap, hsize, te, dp, di, version[b], b, dc)
+            hsize += 1
+    return heap, hsize
+
+
+@njit(cache=True)
+def _pc_put(pc, pt, c, r, g, b, row, col):
+    pc[pt, 0] = c
+    pc[pt, 1] = r
+    pc[pt, 2] = g
+    pc[pt, 3] = b
+    pc[pt, 4] = row
+    pc[pt, 5] = col
+    return pt + 1
+
+
+@njit(cache=True)
+def run(
     r_arr,
     r_write,
     r_rank,
@@ -207,11 +408,16 @@ def run_requests(
     r_bank,
     r_row,
     r_col,
+    t_row,
+    t_k,
+    t_nres,
+    t_gwrite,
     nb,
     ng,
     nr,
     nc,
     mem_row,
+    pim_row,
     acts,
     acts_n,
     acts_h,
@@ -222,14 +428,17 @@ def run_requests(
     nwrules,
     has_w,
     w0,
+    w1,
     params,
+    ids,
     state,
 ):
-    """Serve the requests to the end. ``params``: R, G, B, tFAW, CL, burst, CWL, queue
-    size, tREFI, refresh (0/1), and the ids ACT, RD, WR, PRE, PREA, REF. ``state``: last
-    issue, bus free, open count, open since, active cycles, next refresh due. The timing
-    arrays, ``mem_row``, the tFAW ring and ``counts`` are updated in place. Returns (log
-    rows, scalar results indexed by the ``O_*`` constants)."""
+    """Serve the requests and the PIM tiles to the end. ``params``: R, G, B, tFAW, CL,
+    burst, CWL, queue size, tREFI, refresh (0/1), dual row buffer (0/1), tCCD_L, minimum COMP
+    slots; ``ids``: the command ids in ``hbm_timing.COMMANDS`` order; ``state``: last issue,
+    bus free, open count, open since, active cycles, next refresh due. The timing arrays,
+    ``mem_row``, ``pim_row``, the tFAW ring and ``counts`` are updated in place. Returns
+    (log rows, scalar results indexed by the ``O_*`` constants)."""
     R = params[0]
     G = params[1]
     B = params[2]
@@ -240,12 +449,21 @@ def run_requests(
     qsize = params[7]
     trefi = params[8]
     refresh = params[9]
-    ACT = params[10]
-    RD = params[11]
-    WR = params[12]
-    PRE = params[13]
-    PREA = params[14]
-    REF = params[15]
+    dual = params[10]
+    tccd_l = params[11]
+    min_slots = params[12]
+    ACT = ids[0]
+    RD = ids[1]
+    WR = ids[2]
+    PRE = ids[3]
+    PREA = ids[4]
+    REF = ids[5]
+    P_HEADER = ids[6]
+    GWRITE = ids[7]
+    G_ACT = ids[8]
+    PIM_GEMV = ids[9]
+    READRES = ids[10]
+    PIM_PRECHARGE = ids[11]
     GB = G * B
     nbk = R * GB
     last = state[0]
@@ -255,7 +473,12 @@ def run_requests(
     active = state[4]
     ref_due = state[5] if refresh else np.int64(2**62)
     n = r_arr.shape[0]
-    log = np.empty((3 * n + 64, 7), np.int64)
+    ntiles = t_row.shape[0]
+    max_res = 0
+    for x in t_nres:
+        if x > max_res:
+            max_res = x
+    log = np.empty((3 * n + ntiles * (6 + R * G + max_res) + 64, 7), np.int64)
     nlog = 0
     qbank = (r_rank * G + r_bg) * B + r_bank
     status = np.zeros(n, np.int64)
@@ -273,10 +496,20 @@ def run_requests(
     hits = misses = conflicts = 0
     n_reads = n_writes = lat_sum = last_done = 0
     end = 0
-    refreshing = -1  # step of the refresh in progress: PREA per rank, REF per rank
+    comps = 0
+    # the PIM queue: the current tile's commands (command, rank, group, bank, row, column)
+    pc = np.empty((6 + nbk + R * G + max_res, 6), np.int64)
+    ph = pt = 0  # head and end of the queue
+    ti = 0  # next tile
+    in_tile = False
+    tile_row = CLOSED
+    pim_hold = _n_open(pim_row) > 0  # in a tile or a PIM row open
+    gact_pending = np.zeros(R, np.int64)  # G_ACTs of the tile in progress not issued, per rank
+    pim_lb = 0  # lower bound of the PIM head's earliest cycle (0: unknown)
+    refreshing = -1  # step of the refresh in progress: PREA per rank, PIM_PRECHARGE, REF per rank
     stalled = 0
     bt = bc = bi = bb = 0
-    lt = lc = li = lp = 0
+    lt = lc = li = lp = lb = 0
     while True:
         lo = last + 1
         # ---- admit arrivals
@@ -299,13 +532,22 @@ def run_requests(
                             rekey = False
                             break
             if rekey:
-                version[b] += 1
-                dc, di, dp = _decide(b, mem_row, queues, qlen, r_row, r_write, ACT, RD, WR, PRE)
-                te = _earliest(
-                    dc,
+                heap, hsize = _rekey(
                     b,
                     lo,
                     bus,
+                    heap,
+                    hsize,
+                    version,
+                    queues,
+                    qlen,
+                    mem_row,
+                    pim_row,
+                    r_row,
+                    r_write,
+                    in_tile,
+                    tile_row,
+                    gact_pending,
                     nb,
                     ng,
                     nr,
@@ -314,23 +556,29 @@ def run_requests(
                     w0,
                     B,
                     GB,
-                    ACT,
                     tfaw,
                     acts,
                     acts_n,
                     acts_h,
+                    ids,
                 )
-                heap = _push(heap, hsize, te, dp, di, version[b], b, dc)
-                hsize += 1
-        if not (queued or nxt < n or refreshing >= 0):
+        pim_busy = ti < ntiles or ph < pt
+        if not (queued or pim_busy or nxt < n or refreshing >= 0):
             break
         # ---- refresh in progress: PREA of each rank (skipped when its rows are closed),
-        # then REF of each rank (the PIM_PRECHARGE between them: no PIM row is open here)
+        # PIM_PRECHARGE (skipped when no PIM row is open), REF of each rank
         if refreshing >= 0:
             step = refreshing
             refreshing += 1
-            r = step if step < R else step - R
-            cmd = PREA if step < R else REF
+            if step < R:
+                cmd = PREA
+                r = step
+            elif step == R:
+                cmd = PIM_PRECHARGE
+                r = 0
+            else:
+                cmd = REF
+                r = step - R - 1
             skip = False
             if cmd == PREA:
                 skip = True
@@ -338,62 +586,85 @@ def run_requests(
                     if mem_row[x] != CLOSED:
                         skip = False
                         break
+            elif cmd == PIM_PRECHARGE:
+                skip = _n_open(pim_row) == 0
             if not skip:
-                at = nc[cmd]
-                if lo > at:
-                    at = lo
-                if nr[cmd, r] > at:
-                    at = nr[cmd, r]
-                if cmd == PREA:
-                    for x in range(r * GB, (r + 1) * GB):
-                        if nb[PRE, x] > at:
-                            at = nb[PRE, x]
-                last = at
-                counts[cmd] += 1
-                log = _put_log(log, nlog, at, cmd, r, 0, 0, 0, 0)
-                nlog += 1
-                for k in range(nwrules[cmd]):
-                    scope = wrules[cmd, k, 0]
-                    later = wrules[cmd, k, 1]
-                    v = at + wrules[cmd, k, 2]
-                    if scope == S_BANK:
+                if cmd == PIM_PRECHARGE:
+                    at = _wide_earliest(cmd, lo, bus, nc, has_w, w0)
+                    last = at
+                    counts[cmd] += 1
+                    log = _put_log(log, nlog, at, cmd, -1, -1, -1, 0, 0)
+                    nlog += 1
+                    _wide_update(cmd, at, 0, wrules, nwrules, nc)
+                    closed = _n_open(pim_row)
+                    for x in range(nbk):
+                        pim_row[x] = CLOSED
+                    open_count -= closed
+                    if open_count == 0:
+                        active += at - open_since
+                else:
+                    at = nc[cmd]
+                    if lo > at:
+                        at = lo
+                    if nr[cmd, r] > at:
+                        at = nr[cmd, r]
+                    if cmd == PREA:
                         for x in range(r * GB, (r + 1) * GB):
-                            if v > nb[later, x]:
-                                nb[later, x] = v
-                    elif scope == S_CHANNEL:
-                        if v > nc[later]:
-                            nc[later] = v
-                    elif scope == S_BG:
-                        for x in range(r * G, (r + 1) * G):
-                            if v > ng[later, x]:
-                                ng[later, x] = v
-                    else:
-                        if v > nr[later, r]:
-                            nr[later, r] = v
-                if cmd == PREA:
-                    for x in range(r * GB, (r + 1) * GB):
-                        if mem_row[x] != CLOSED:
-                            mem_row[x] = CLOSED
-                            open_count -= 1
-                            if open_count == 0:
-                                active += at - open_since
+                            if nb[PRE, x] > at:
+                                at = nb[PRE, x]
+                    last = at
+                    counts[cmd] += 1
+                    log = _put_log(log, nlog, at, cmd, r, 0, 0, 0, 0)
+                    nlog += 1
+                    for k in range(nwrules[cmd]):
+                        scope = wrules[cmd, k, 0]
+                        later = wrules[cmd, k, 1]
+                        v = at + wrules[cmd, k, 2]
+                        if scope == S_BANK:
+                            for x in range(r * GB, (r + 1) * GB):
+                                if v > nb[later, x]:
+                                    nb[later, x] = v
+                        elif scope == S_CHANNEL:
+                            if v > nc[later]:
+                                nc[later] = v
+                        elif scope == S_BG:
+                            for x in range(r * G, (r + 1) * G):
+                                if v > ng[later, x]:
+                                    ng[later, x] = v
+                        else:
+                            if v > nr[later, r]:
+                                nr[later, r] = v
+                    if cmd == PREA:
+                        for x in range(r * GB, (r + 1) * GB):
+                            if mem_row[x] != CLOSED:
+                                mem_row[x] = CLOSED
+                                open_count -= 1
+                                if open_count == 0:
+                                    active += at - open_since
+                pim_hold = in_tile or _n_open(pim_row) > 0
                 if at + 1 > end:
                     end = at + 1
-            if refreshing == 2 * R:
+            if refreshing == 2 * R + 1:
                 refreshing = -1
                 ref_due += trefi
-                lo2 = last + 1
                 for b in range(nbk):
                     if qlen[b]:
-                        version[b] += 1
-                        dc, di, dp = _decide(
-                            b, mem_row, queues, qlen, r_row, r_write, ACT, RD, WR, PRE
-                        )
-                        te = _earliest(
-                            dc,
+                        heap, hsize = _rekey(
                             b,
-                            lo2,
+                            last + 1,
                             bus,
+                            heap,
+                            hsize,
+                            version,
+                            queues,
+                            qlen,
+                            mem_row,
+                            pim_row,
+                            r_row,
+                            r_write,
+                            in_tile,
+                            tile_row,
+                            gact_pending,
                             nb,
                             ng,
                             nr,
@@ -402,63 +673,71 @@ def run_requests(
                             w0,
                             B,
                             GB,
-                            ACT,
                             tfaw,
                             acts,
                             acts_n,
                             acts_h,
+                            ids,
                         )
-                        heap = _push(heap, hsize, te, dp, di, version[b], b, dc)
-                        hsize += 1
             continue
-        # ---- MEM candidate
+        # ---- PIM queue head: a PRE queued to free the tile's row may no longer be needed
+        while ph < pt and pc[ph, 0] == PRE:
+            if mem_row[(pc[ph, 1] * G + pc[ph, 2]) * B + pc[ph, 3]] == pc[ph, 4]:
+                break
+            ph += 1
+            pim_lb = 0
+        # ---- MEM candidate (kind 0: none yet, 1: MEM, 2: PIM); blocked mode holds normal
+        # requests while PIM work is queued
         kind = 0
         lane_ok = False
+        mem_ok = dual or not pim_busy
         if lane >= 0:
             lb = lane
             lane = -1
-            if qlen[lb]:
+            if qlen[lb] and mem_ok:
                 li = queues[lb, 0]
                 orow = mem_row[lb]
                 if orow != CLOSED and r_row[li] == orow:
                     lc = WR if r_write[li] else RD
                     lp = 1
-                elif orow != CLOSED:
-                    lc = PRE
-                    li = queues[lb, 0]
-                    lp = 2
-                    for k in range(qlen[lb]):
-                        i = queues[lb, k]
-                        if r_row[i] == orow:
-                            lc = WR if r_write[i] else RD
-                            li = i
-                            lp = 1
-                            break
+                    lane_ok = True
                 else:
-                    lc = ACT
-                    li = queues[lb, 0]
-                    lp = 2
-                lane_ok = True
-                lt = _earliest(
-                    lc,
-                    lb,
-                    lo,
-                    bus,
-                    nb,
-                    ng,
-                    nr,
-                    nc,
-                    has_w,
-                    w0,
-                    B,
-                    GB,
-                    ACT,
-                    tfaw,
-                    acts,
-                    acts_n,
-                    acts_h,
-                )
-        if queued:
+                    lc, li, lp = _decide(
+                        lb,
+                        mem_row,
+                        pim_row,
+                        queues,
+                        qlen,
+                        r_row,
+                        r_write,
+                        in_tile,
+                        tile_row,
+                        gact_pending,
+                        GB,
+                        ids,
+                    )
+                    lane_ok = lc >= 0
+                if lane_ok:
+                    lt = _earliest(
+                        lc,
+                        lb,
+                        lo,
+                        bus,
+                        nb,
+                        ng,
+                        nr,
+                        nc,
+                        has_w,
+                        w0,
+                        B,
+                        GB,
+                        ACT,
+                        tfaw,
+                        acts,
+                        acts_n,
+                        acts_h,
+                    )
+        if queued and mem_ok:
             while hsize:
                 t0 = heap[0, 0]
                 p0 = heap[0, 1]
@@ -471,6 +750,17 @@ def run_requests(
                     continue
                 if lane_ok and (lt < t0 or (lt == t0 and (lp < p0 or (lp == p0 and li < i0)))):
                     break
+                if (
+                    pim_hold
+                    and c0 == ACT
+                    and (
+                        pim_row[b] == r_row[i0]
+                        or (in_tile and r_row[i0] == tile_row)
+                        or gact_pending[b // GB]
+                    )
+                ):
+                    hsize = _pop(heap, hsize)
+                    continue
                 t1 = _earliest(
                     c0,
                     b,
@@ -511,6 +801,37 @@ def run_requests(
                 version[lb] += 1
                 heap = _push(heap, hsize, lt, lp, li, version[lb], lb, lc)
                 hsize += 1
+        # ---- PIM candidate, evaluated only when its lower bound does not lose already
+        if pim_busy and (kind == 0 or pim_lb <= bt):
+            pim_lb = _pim_head_earliest(
+                pc,
+                ph,
+                pt,
+                lo,
+                bus,
+                nb,
+                ng,
+                nr,
+                nc,
+                has_w,
+                w0,
+                G,
+                B,
+                tfaw,
+                acts,
+                acts_n,
+                acts_h,
+                ids,
+            )
+            if kind == 0 or pim_lb <= bt:
+                if kind == 1:
+                    version[bb] += 1
+                    heap = _push(
+                        heap, hsize, bt, 1 if (bc == RD or bc == WR) else 2, bi, version[bb], bb, bc
+                    )
+                    hsize += 1
+                bt = pim_lb
+                kind = 2
         # ---- an arrival before the chosen command is admitted first
         if nxt < n and queued < qsize:
             arr = r_arr[nxt]
@@ -527,13 +848,222 @@ def run_requests(
         if kind == 0:
             stalled = 1
             break
+        # ---- refresh due: finish the tile in progress, then refresh
         if bt >= ref_due:
-            version[bb] += 1
-            heap = _push(
-                heap, hsize, bt, 1 if (bc == RD or bc == WR) else 2, bi, version[bb], bb, bc
-            )
-            hsize += 1
-            refreshing = 0
+            if in_tile:
+                if kind == 1:  # hold normal traffic until the tile is done
+                    version[bb] += 1
+                    heap = _push(
+                        heap, hsize, bt, 1 if (bc == RD or bc == WR) else 2, bi, version[bb], bb, bc
+                    )
+                    hsize += 1
+                    bt = _pim_head_earliest(
+                        pc,
+                        ph,
+                        pt,
+                        lo,
+                        bus,
+                        nb,
+                        ng,
+                        nr,
+                        nc,
+                        has_w,
+                        w0,
+                        G,
+                        B,
+                        tfaw,
+                        acts,
+                        acts_n,
+                        acts_h,
+                        ids,
+                    )
+                    kind = 2
+            else:
+                if kind == 1:
+                    version[bb] += 1
+                    heap = _push(
+                        heap, hsize, bt, 1 if (bc == RD or bc == WR) else 2, bi, version[bb], bb, bc
+                    )
+                    hsize += 1
+                refreshing = 0
+                continue
+        if kind == 2:  # ---- PIM command
+            if ph == pt:  # the next tile's commands (Controller._expand)
+                ph = pt = 0
+                row = t_row[ti]
+                pt = _pc_put(pc, pt, P_HEADER, 0, 0, 0, row, 0)
+                if t_gwrite[ti]:
+                    pt = _pc_put(pc, pt, GWRITE, 0, 0, 0, row, 0)
+                if _n_open(pim_row):
+                    pt = _pc_put(pc, pt, PIM_PRECHARGE, 0, 0, 0, 0, 0)
+                for x in range(nbk):  # MEM rows that must close first
+                    mr = mem_row[x]
+                    if mr != CLOSED and (not dual or mr == row):
+                        pt = _pc_put(pc, pt, PRE, x // GB, (x % GB) // B, x % B, mr, 0)
+                for g in range(G):
+                    for r in range(R):
+                        pt = _pc_put(pc, pt, G_ACT, r, g, 0, row, 0)
+                        gact_pending[r] += 1
+                pt = _pc_put(pc, pt, PIM_GEMV, 0, 0, 0, row, t_k[ti])
+                for _ in range(t_nres[ti]):
+                    pt = _pc_put(pc, pt, READRES, 0, 0, 0, row, 0)
+                ti += 1
+                if ti == ntiles:  # release the banks after the last tile
+                    pt = _pc_put(pc, pt, PIM_PRECHARGE, 0, 0, 0, 0, 0)
+                tile_row = row
+                in_tile = True
+            c = pc[ph, 0]
+            r = pc[ph, 1]
+            g = pc[ph, 2]
+            bk = pc[ph, 3]
+            row = pc[ph, 4]
+            col = pc[ph, 5]
+            ph += 1
+            pim_lb = 0
+            at = bt
+            last = at
+            counts[c] += 1
+            if c == G_ACT:  # the B banks of one group open ``row`` in their PIM buffers
+                log = _put_log(log, nlog, at, c, r, g, bk, row, col)
+                nlog += 1
+                gi = r * G + g
+                _gact_update(c, at, gi, r, wrules, nwrules, nb, ng, nr, nc, B)
+                for x in range(gi * B, (gi + 1) * B):
+                    _ring_push(acts, acts_n, acts_h, r, at)
+                    pim_row[x] = row
+                if open_count == 0:
+                    open_since = at
+                open_count += B
+                gact_pending[r] -= 1
+                if not gact_pending[r] and queued:  # the rank's held ACTs may go again
+                    for x in range(r * GB, (r + 1) * GB):
+                        if qlen[x]:
+                            heap, hsize = _rekey(
+                                x,
+                                last + 1,
+                                bus,
+                                heap,
+                                hsize,
+                                version,
+                                queues,
+                                qlen,
+                                mem_row,
+                                pim_row,
+                                r_row,
+                                r_write,
+                                in_tile,
+                                tile_row,
+                                gact_pending,
+                                nb,
+                                ng,
+                                nr,
+                                nc,
+                                has_w,
+                                w0,
+                                B,
+                                GB,
+                                tfaw,
+                                acts,
+                                acts_n,
+                                acts_h,
+                                ids,
+                            )
+            elif c == PRE:
+                b = (r * G + g) * B + bk
+                log = _put_log(log, nlog, at, c, r, g, bk, row, col)
+                nlog += 1
+                _update(c, at, b, rules, nrules, nb, ng, nr, nc, B, GB)
+                mem_row[b] = CLOSED
+                open_count -= 1
+                if open_count == 0:
+                    active += at - open_since
+                heap, hsize = _rekey(
+                    b,
+                    last + 1,
+                    bus,
+                    heap,
+                    hsize,
+                    version,
+                    queues,
+                    qlen,
+                    mem_row,
+                    pim_row,
+                    r_row,
+                    r_write,
+                    in_tile,
+                    tile_row,
+                    gact_pending,
+                    nb,
+                    ng,
+                    nr,
+                    nc,
+                    has_w,
+                    w0,
+                    B,
+                    GB,
+                    tfaw,
+                    acts,
+                    acts_n,
+                    acts_h,
+                    ids,
+                )
+            else:  # channel-wide
+                log = _put_log(log, nlog, at, c, -1, -1, -1, row, col)
+                nlog += 1
+                occ = 0
+                if c == PIM_GEMV:
+                    occ = tccd_l * (col if col > min_slots else min_slots)
+                    comps += col
+                _wide_update(c, at, occ, wrules, nwrules, nc)
+                if has_w[c]:
+                    bus = at + w0[c] + w1[c]
+                if c == PIM_PRECHARGE:
+                    closed = _n_open(pim_row)
+                    if closed:
+                        for x in range(nbk):
+                            pim_row[x] = CLOSED
+                        open_count -= closed
+                        if open_count == 0:
+                            active += at - open_since
+            if ph == pt:
+                in_tile = False
+            pim_hold = in_tile or _n_open(pim_row) > 0
+            if queued and (c == PIM_PRECHARGE or ph == pt):
+                for x in range(nbk):
+                    if qlen[x]:
+                        heap, hsize = _rekey(
+                            x,
+                            last + 1,
+                            bus,
+                            heap,
+                            hsize,
+                            version,
+                            queues,
+                            qlen,
+                            mem_row,
+                            pim_row,
+                            r_row,
+                            r_write,
+                            in_tile,
+                            tile_row,
+                            gact_pending,
+                            nb,
+                            ng,
+                            nr,
+                            nc,
+                            has_w,
+                            w0,
+                            B,
+                            GB,
+                            tfaw,
+                            acts,
+                            acts_n,
+                            acts_h,
+                            ids,
+                        )
+            tail = w0[c] + w1[c] if has_w[c] else 1
+            if at + tail > end:
+                end = at + tail
             continue
         # ---- issue the MEM command
         b = bb
@@ -573,13 +1103,7 @@ def run_requests(
                 lane = b
             continue
         if bc == ACT:
-            r = b // GB
-            if acts_n[r] < 4:
-                acts[r, (acts_h[r] + acts_n[r]) % 4] = bt
-                acts_n[r] += 1
-            else:
-                acts[r, acts_h[r]] = bt
-                acts_h[r] = (acts_h[r] + 1) % 4
+            _ring_push(acts, acts_n, acts_h, b // GB, bt)
             mem_row[b] = r_row[bi]
             if open_count == 0:
                 open_since = bt
@@ -610,4 +1134,5 @@ def run_requests(
     out[O_END] = end
     out[O_REF_DUE] = ref_due
     out[O_STALLED] = stalled
+    out[O_COMPS] = comps
     return log[:nlog], out
