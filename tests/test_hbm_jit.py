@@ -14,6 +14,8 @@ import sys
 import pytest
 
 from neupims.devices import hbm_channel as H
+from neupims.devices import pim
+from neupims.devices.hbm_checker import check_log
 
 sys.path.insert(0, os.path.dirname(__file__))
 import test_hbm_golden as G  # noqa: E402
@@ -92,3 +94,101 @@ def test_env_var_selects_the_python_path():
     env = dict(os.environ, NEUPIMS_NO_JIT="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def _pim_state(ch):
+    return _state(ch) + (ch.pim_row, ch.comps)
+
+
+def _both(monkeypatch, run):
+    """``run(use_jit)`` -> channel, on each path; returns {use_jit: (log, stats, state)} and
+    checks that the kernel path really used the kernel and that the checker accepts it."""
+    out = {}
+    for use_jit in (False, True):
+        monkeypatch.setattr(H, "USE_JIT", use_jit)
+        calls = []
+        real = H.Controller._run_jit
+
+        def counted(self, jit, r, t, calls=calls, real=real):
+            calls.append(len(t))
+            return real(self, jit, r, t)
+
+        monkeypatch.setattr(H.Controller, "_run_jit", counted)
+        ch, stats = run()
+        monkeypatch.setattr(H.Controller, "_run_jit", real)
+        assert bool(calls) == use_jit
+        out[use_jit] = (ch.log, dataclasses.asdict(stats), _pim_state(ch))
+        v = check_log(ch.log, ch.mem, dual_row_buffer=ch.dual)
+        assert v is None, f"jit={use_jit}: {v}"
+    return out
+
+
+@pytest.mark.parametrize("dual", [True, False])
+@pytest.mark.parametrize("name", ["gemv", "mha", "gemv+stream-read", "gemv+random-rw"])
+def test_pim_patterns_log_for_log(name, dual, monkeypatch):
+    """The benchmark's PIM patterns (smaller) give the same log, statistics and channel
+    state (PIM rows and COMP count included) on both paths, with refresh."""
+    gemv = H.tiles_of(pim.gemv_program(512, 4096, G.MEM))
+    mha = H.tiles_of([g for s in (300, 700, 120) for g in pim.mha_program(s, 8, 128, G.MEM)])
+    reqs, tiles = {
+        "gemv": ([], gemv),
+        "mha": ([], mha),
+        "gemv+stream-read": (H.stream_requests(5000, G.MEM, start_row=2000), gemv),
+        "gemv+random-rw": (
+            H.random_requests(3000, G.MEM, seed=3, write_fraction=0.3, rows=40, interval=2),
+            gemv,
+        ),
+    }[name]
+
+    def run():
+        stats, ch = H.simulate(G.MEM, reqs, tiles, dual_row_buffer=dual)
+        return ch, stats
+
+    out = _both(monkeypatch, run)
+    assert out[True] == out[False], f"{name} dual={dual}"
+    assert any(e[1] == "REF" for e in out[True][0])  # refresh interplays with the PIM work
+
+
+def _random_tiles(rng, n, rows):
+    return [
+        H.PimTile(
+            rng.randrange(rows), rng.randrange(1, 40), rng.randrange(1, 5), rng.random() < 0.4
+        )
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.parametrize("dual", [True, False])
+def test_paths_agree_on_random_pim_request_mixes(dual, monkeypatch):
+    """Seeded mixes of requests and PIM tiles on few rows (requests hit the tiles' rows, so
+    ACTs wait for PIM precharges and PREs free the tiles' rows), with arrival gaps, small
+    queues, a short tREFI (refresh deferred to tile ends), a short tFAW, refresh off, and a
+    second run on the same channel (rows left open, state carried in and out of the kernel)."""
+    import random
+
+    t = G.MEM.timing
+    variants = [
+        G.MEM,
+        G.MEM.model_copy(update={"timing": t.model_copy(update={"tREFI": 1500})}),
+        G.MEM.model_copy(update={"timing": t.model_copy(update={"tFAW": 5})}),
+    ]
+    for seed in range(8):
+        rng = random.Random(seed)
+        mem = variants[seed % len(variants)]
+        refresh = seed != 3
+        reqs = H.random_requests(
+            300, mem, seed=seed, write_fraction=0.1 * (seed % 5), rows=3 + seed, interval=seed % 4
+        )
+        tiles = _random_tiles(rng, 6 + seed, 3 + seed)
+        tiles2 = _random_tiles(rng, 4, 3 + seed)
+        qsize = 4 + 4 * seed
+
+        def run(mem=mem, refresh=refresh, reqs=reqs, tiles=tiles, tiles2=tiles2, qsize=qsize):
+            ch = H.HbmChannel(mem, dual_row_buffer=dual, refresh=refresh)
+            ctl = H.Controller(ch, queue_size=qsize)
+            ctl.run(reqs[:150], tiles)
+            later = [dataclasses.replace(r, arrival=r.arrival + ch.last_issue) for r in reqs[150:]]
+            return ch, ctl.run(later, tiles2)
+
+        out = _both(monkeypatch, run)
+        assert out[True] == out[False], f"seed {seed} dual={dual}"
