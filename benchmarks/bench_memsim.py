@@ -2,9 +2,9 @@
 
 1. Command-level model: DRAM commands simulated per wall second (target >= 300,000) on
    stream-read, random-read, PIM GEMV, MHA and PIM GEMV + stream-read, one core; the default
-   path (the numba kernel for runs without PIM tiles, when numba is installed) and the
-   pure-Python path (``NEUPIMS_NO_JIT=1``) interleaved, with their logs compared, and the
-   kernel's first-call time (compile, or load from numba's cache) printed apart.
+   path (the numba kernel, when numba is installed) and the pure-Python path
+   (``NEUPIMS_NO_JIT=1``) interleaved, with their logs compared, and the kernel's
+   first-call time (compile, or load from numba's cache) printed apart.
    ``--cold-jit`` points numba's cache at an empty folder so that time is the compile.
 2. Fast path vs command-level model: worst relative error over random MHA/GEMV shapes.
 3. Fast path: wall time for all MHA of one GPT-3 175B decode iteration at batch 512
