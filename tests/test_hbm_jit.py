@@ -1,7 +1,9 @@
-"""Both controller paths give the golden schedules: the compiled kernel
-(:mod:`neupims.devices.hbm_jit`, runs of normal requests) and the pure-Python controller
-(``NEUPIMS_NO_JIT=1``, or no numba). Each golden pattern runs on each path, in dual and
-blocked mode with refresh; logs, statistics and the channel state after the run must match.
+"""Both controller paths give the same schedules: the compiled kernel
+(:mod:`neupims.devices.hbm_jit`, every run, PIM tiles included) and the pure-Python
+controller (``NEUPIMS_NO_JIT=1``, or no numba). The golden patterns, the benchmark's PIM
+patterns and seeded request + PIM mixes run on each path, in dual and blocked mode with
+refresh; logs, statistics and the channel state after the run must match, and the checker
+must accept both logs.
 """
 
 from __future__ import annotations
