@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from neupims.atomic import atomic_write_text
+from neupims.cli.iteration import read_snapshot
 from neupims.systems.base import get_system
 from neupims.systems.iteration import make_ctx, simulate_iteration
 
@@ -35,9 +35,9 @@ def main(argv: list[str]) -> int:
     if not path.exists():
         print(f"{path}: snapshot not found (needs ../shared/reference/neupims/)", file=sys.stderr)
         return 2
-    a = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64)
     ctx = make_ctx(get_system("neupims"), "gpt3-7b", 4, layers=2, comm=False)
-    r = simulate_iteration(ctx, a[:, 0], a[:, 1])
+    seq, ch = read_snapshot(path, ctx.mem.organization.channels)
+    r = simulate_iteration(ctx, seq, ch)
     ref = pd.read_csv(HERE / "released_sim_stage_cycles.csv").set_index("stage")
     rows = []
     for stage, content in CONTENT.items():
