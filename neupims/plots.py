@@ -352,12 +352,16 @@ MAX_LEGEND_ROWS = 3
 MAX_FIG_WIDTH_IN = 12.0
 
 
+def _legend_entry_in(labels) -> float:
+    """Width (inches) of one legend column: the handle and the longest label."""
+    return LEGEND_HANDLE_IN + LEGEND_CHAR_IN * max(len(str(x)) for x in labels)
+
+
 def _legend_columns(labels: list[str], fig_width_in: float) -> int:
     """Legend columns that fit the figure's width, so no entry is cut off."""
     if not labels:
         return 1
-    entry = LEGEND_HANDLE_IN + LEGEND_CHAR_IN * max(len(str(x)) for x in labels)
-    return max(1, min(len(labels), 6, int(0.95 * fig_width_in // entry)))
+    return max(1, min(len(labels), 6, int(0.95 * fig_width_in // _legend_entry_in(labels))))
 
 
 def _finish(fig, title: str | None, outside: bool) -> None:
@@ -380,9 +384,8 @@ def _finish(fig, title: str | None, outside: bool) -> None:
     ncol = _legend_columns(list(handles), fig.get_figwidth())
     if move and len(handles) > MAX_LEGEND_ROWS * ncol:
         # a long legend in a narrow figure: widen the figure rather than stack the entries
-        want = math.ceil(len(handles) / MAX_LEGEND_ROWS)
-        entry = LEGEND_HANDLE_IN + LEGEND_CHAR_IN * max(len(str(x)) for x in handles)
-        fig.set_figwidth(max(fig.get_figwidth(), min(MAX_FIG_WIDTH_IN, want * entry / 0.95)))
+        want = math.ceil(len(handles) / MAX_LEGEND_ROWS) * _legend_entry_in(handles) / 0.95
+        fig.set_figwidth(max(fig.get_figwidth(), min(MAX_FIG_WIDTH_IN, want)))
         ncol = _legend_columns(list(handles), fig.get_figwidth())
     rows = math.ceil(len(handles) / ncol) if move and handles else 0
     height = fig.get_figheight()
