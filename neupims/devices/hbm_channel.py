@@ -915,7 +915,7 @@ class Controller:
         tables = ch.__dict__.get("_jit_tables")
         if tables is None:
             tables = ch._jit_tables = _jit_tables(ch, jit)
-        rules, nrules, wrules, nwrules, has_w, w0, w1 = tables
+        rules, nrules, wrules, nwrules, has_w, w0, w1, ids = tables
         n = len(reqs)
         fields = ("arrival", "write", "rank", "bg", "bank", "row", "col")
         cols = [np.fromiter(map(attrgetter(f), reqs), np.int64, n) for f in fields]
@@ -942,7 +942,6 @@ class Controller:
             + [t_.tREFI, int(ch.refresh), int(ch.dual), t_.tCCD_L, T.MIN_COMP_SLOTS],
             dtype=np.int64,
         )
-        ids = np.array([T.CMD[name] for name in T.COMMANDS], dtype=np.int64)
         stats = ch.stats
         state = np.array(
             [ch.last_issue, ch.bus_free, ch.open_count, ch.open_since, stats.active_cycles]
@@ -1034,7 +1033,7 @@ def _jit_tables(ch: HbmChannel, jit):
     """The channel's timing rules as the kernel's int64 arrays: per bank command the rules
     its update applies (:func:`_needed_rules`, as the generated Python), per other command
     (PREA, REF, G_ACT and the channel-wide PIM commands) its whole table; each row (scope
-    code, later command, delay, plus occupancy); and each command's data window."""
+    code, later command, delay, plus occupancy); each command's data window; the command ids."""
     import numpy as np
 
     n = len(T.COMMANDS)
@@ -1056,7 +1055,8 @@ def _jit_tables(ch: HbmChannel, jit):
     has_w = np.array([w is not None for w in ch.data], dtype=np.int64)
     w0 = np.array([w[0] if w is not None else 0 for w in ch.data], dtype=np.int64)
     w1 = np.array([w[1] if w is not None else 0 for w in ch.data], dtype=np.int64)
-    return rules, nrules, wrules, nwrules, has_w, w0, w1
+    ids = np.array([T.CMD[name] for name in T.COMMANDS], dtype=np.int64)
+    return rules, nrules, wrules, nwrules, has_w, w0, w1, ids
 
 
 # ---------------------------------------------------------------------- patterns
