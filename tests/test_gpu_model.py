@@ -208,3 +208,17 @@ def test_unfold_of_few_channel_large_filters_is_latency_bound(model):
     assert t_taps > per_image_bytes / (model.eff["unfold_bw_eff"] * model.bw)
     d = dict(model.estimate(stem).detail)
     assert d["unfold_s"] >= stem.batch * t_taps
+
+
+def test_gpu_efficiency_typo_is_an_error_naming_the_key():
+    from neupims.config.hardware import parse_hw
+    from neupims.errors import ConfigError
+
+    data = load_hw("h100_sxm").model_dump()
+    data["efficiency"] = {**data["efficiency"], "tc_efff": 0.5}
+    with pytest.raises(
+        ConfigError,
+        match=r"h100.yaml: efficiency.tc_efff: unknown efficiency constant "
+        r"\(did you mean 'tc_eff'\?\)",
+    ):
+        parse_hw(data, "h100.yaml")

@@ -71,5 +71,5 @@ def test_bad_dataset_inputs(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_dataset_file(path)
     assert str(exc.value).startswith(
-        f"{path}: output: Value error, expected median <= p90 <= p99 <= max, got 41, 7, 249, 1005"
+        f"{path}: output: expected median <= p90 <= p99 <= max, got 41, 7, 249, 1005"
     )

@@ -65,8 +65,8 @@ def test_good_definition_loads_and_traces(tmp_path):
         ({"ffn": "tanh"}, "tiny.ffn: Input should be 'gelu', 'relu' or 'swiglu', got 'tanh'"),
         ({"kind": "rnn"}, "tiny.kind: unknown model kind 'rnn'; expected one of"),
         ({"kind": None}, "tiny.kind: required key is missing; expected one of"),
-        ({"kv_heads": 3}, "tiny: Value error, heads (4) must be a multiple of kv_heads (3)"),
-        ({"d_model": 66}, "tiny: Value error, d_model (66) is not a multiple of heads (4)"),
+        ({"kv_heads": 3}, "tiny: heads (4) must be a multiple of kv_heads (3)"),
+        ({"d_model": 66}, "tiny: d_model (66) is not a multiple of heads (4)"),
     ],
 )
 def test_malformed_model_yaml(tmp_path, edits, message):
@@ -89,7 +89,7 @@ def test_malformed_cnn_layer_names_the_list_index(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_model_file(path)
     assert str(exc.value).startswith(
-        f"{path}: net.layers[1].conv2d.post[0]: Value error, expected an element-wise kind"
+        f"{path}: net.layers[1].conv2d.post[0]: expected an element-wise kind"
     )
 
 

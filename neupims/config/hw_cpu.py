@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from neupims.config.base import PosFloat, PosInt, Spec
+from neupims.config.base import PosFloat, PosInt, Spec, key_of
 
 #: Dimensionless constants of the CPU model, their meaning and the value used when a config
 #: does not give one. Defaults are assumptions stated in docs/cpu.md; measured machines get
@@ -36,6 +36,10 @@ EFFICIENCY_KEYS: dict[str, tuple[str, float]] = {
     "bw_dram": ("fraction of nominal DRAM bandwidth reached by streaming kernels", 0.7),
     "cache_share": ("fraction of the last-level cache this process may use", 0.75),
 }
+
+
+#: A key of :data:`EFFICIENCY_KEYS` (a typo is an error naming the key).
+EfficiencyKey = key_of(EFFICIENCY_KEYS, "efficiency constant")
 
 
 class CacheLevel(Spec):
@@ -60,7 +64,7 @@ class CpuConfig(Spec):
     l3: CacheLevel
     dram_bandwidth_gbps: PosFloat
     dram_latency_ns: PosFloat = 90.0
-    efficiency: dict[str, float] = Field(default_factory=dict)
+    efficiency: dict[EfficiencyKey, PosFloat] = Field(default_factory=dict)
     #: threads the software runs with (BLAS/OpenMP); default: one per core
     run_threads: PosInt | None = None
     #: DRAM GB/s one core can draw (limited by its outstanding misses); default:
@@ -83,18 +87,6 @@ class CpuConfig(Spec):
     #: as the cross-check does); false: they come from DRAM, as the distinct layers of a
     #: replayed trace do
     warm: bool = False
-
-    @field_validator("efficiency")
-    @classmethod
-    def _known_efficiency_keys(cls, v: dict[str, float]) -> dict[str, float]:
-        for key, val in v.items():
-            if key not in EFFICIENCY_KEYS:
-                raise ValueError(
-                    f"unknown efficiency key {key!r}; expected some of {sorted(EFFICIENCY_KEYS)}"
-                )
-            if not val > 0:
-                raise ValueError(f"efficiency {key!r} must be positive, got {val}")
-        return v
 
     def eff(self, key: str) -> float:
         """The efficiency constant ``key``: the config's value, else the documented default."""

@@ -10,7 +10,64 @@ from typing import Literal
 
 from pydantic import Field
 
-from neupims.config.base import Fraction, PosFloat, PosInt, Spec
+from neupims.config.base import Fraction, PosFloat, PosInt, Spec, key_of
+
+#: The GPU model's named efficiency constants (``neupims.devices.gpu``): meaning and the
+#: starting value used before ``neupims calibrate`` fits them to measured kernels. Values are
+#: dimensionless fractions unless the name carries a unit (``_us``, ``_ns``, ``_gelems``).
+#: A config's ``efficiency`` block may set any of these and nothing else.
+EFFICIENCY_KEYS: dict[str, tuple[str, float]] = {
+    # GEMM
+    "tc_eff": ("tensor-core main-loop fraction of peak for an ideal (infinite) tile", 0.9),
+    "simt_eff": ("CUDA-core (SIMT) GEMM fraction of the FP32/FP16 SIMT peak", 0.7),
+    "tile_alpha": ("elements; tile efficiency tm*tn / (tm*tn + alpha*(tm+tn))", 16.0),
+    "dram_eff": ("achieved fraction of HBM bandwidth by streaming GEMM operands", 0.85),
+    "gemm_fixed_us": ("per-GEMM fixed time: launch, prologue, pipeline fill, epilogue", 8.0),
+    "l2_multicast": ("A/B panel loads shared by a CTA cluster (TMA multicast)", 2.0),
+    "streamk_fixup": ("stream-K: extra time per tile for reducing split tiles", 0.1),
+    # attention
+    "attn_tc_eff": ("FlashAttention main loop (QK^T, softmax, PV) fraction of peak", 0.6),
+    "attn_fixed_us": ("attention kernel fixed time", 8.0),
+    "attn_dram_eff": ("decode: achieved fraction of HBM bandwidth streaming the KV", 0.93),
+    "attn_token_ns": ("decode: serial latency per KV token along one CTA's range", 3.5),
+    # element-wise
+    "ew_fixed_us": ("launch + one tail of a streaming kernel", 4.0),
+    "ew_rowwise_fixed_us": ("extra for row-wise reductions (layernorm, softmax)", 8.0),
+    "ew_bw_eff": ("streaming element-wise kernels, fraction of HBM bandwidth", 0.9),
+    "ew_bw_eff_layernorm": ("layernorm / rmsnorm, fraction of HBM bandwidth", 0.6),
+    "ew_bw_eff_softmax": ("softmax, fraction of HBM bandwidth", 0.35),
+    # convolution
+    "conv_tc_eff": ("cuDNN implicit GEMM relative to a plain GEMM of the same view", 0.7),
+    "conv_tf32_scale": ("FP32 (TF32) convolutions' efficiency relative to 16-bit", 1.0),
+    "conv_simt_eff": ("cuDNN's NCHW CUDA-core kernel (channels not a multiple of 8/4)", 0.4),
+    "conv_simt_rs0": ("taps: that kernel's rate grows as R*S / (R*S + rs0)", 4.0),
+    "conv_layout_passes": ("NCHW<->NHWC traffic, in passes over input + output", 2.0),
+    "unfold_bw_eff": ("PyTorch unfold (im2col) kernel, fraction of HBM bandwidth", 0.5),
+    "unfold_fixed_us": ("per-image im2col kernel fixed time (one launch per image)", 4.0),
+    "unfold_tap_ns": ("unfold: latency per filter tap along one thread (stems)", 100.0),
+    "gather_gelems": ("G elements/s a strided gather (unfold, window copy) writes", 300.0),
+    "window_bw_eff": ("Im2win window copy (a strided copy), fraction of HBM bandwidth", 0.8),
+    "direct_eff": ("naive direct convolution, fraction of the FP32 SIMT peak", 0.05),
+    "direct_rs0": ("direct conv: rate grows as R*S / (R*S + rs0) (inner-loop length)", 3.4),
+    # Not measured here: the Im2win FP32 kernel reached a median of 8.9 TFLOPS over the
+    # paper's 12 layers on an A100-class card (19.5 TFLOPS FP32), Lu et al., Euro-Par 2023
+    # (docs/sources.md, Im2win): 8.9 / 19.5 = 0.46.
+    "im2win_eff": ("Im2win GPU kernel, fraction of the FP32 SIMT peak (paper median)", 0.46),
+    # weight-only quantised GEMM (dequantise in registers, then MMA)
+    "quant_tc_eff": ("weight-only quantised GEMM, fraction of the 16-bit tensor peak", 0.05),
+    "quant_fixed_us": ("weight-only quantised GEMM fixed time", 6.0),
+    # whole steps (GpuModel.step)
+    "host_op_us": ("eager PyTorch: host time to dispatch one op", 15.0),
+    "stream_overlap_us": (
+        "fixed time each kernel hides behind the previous one on a stream",
+        3.0,
+    ),
+    "sustained_slowdown": ("compute-bound ops in a whole step vs in isolation", 1.0),
+}
+
+
+#: A key of :data:`EFFICIENCY_KEYS` (a typo is an error naming the key).
+EfficiencyKey = key_of(EFFICIENCY_KEYS, "efficiency constant")
 
 
 class GpuConfig(Spec):
@@ -27,7 +84,7 @@ class GpuConfig(Spec):
     smem_per_sm_bytes: PosInt
     regs_per_sm: PosInt
     launch_overhead_us: PosFloat = 4.0
-    efficiency: dict[str, float] = Field(default_factory=dict)
+    efficiency: dict[EfficiencyKey, PosFloat] = Field(default_factory=dict)
     efficiency_provenance: str = "datasheet defaults, not calibrated"
     max_bandwidth_fraction: Fraction = 0.9
     #: candidate CTA tiles (rows x cols of C) that the GEMM library chooses among; the

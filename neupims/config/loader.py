@@ -56,7 +56,12 @@ def format_validation_error(
     """Turn a pydantic error into one line per problem: ``source: key.path: message``."""
     lines = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # drop pydantic's validator names and the "[key]" marker of a bad mapping key
+        loc = tuple(
+            p
+            for p in err["loc"]
+            if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+        )
         path = _dotted(loc, prefix)
         kind = err["type"]
         if kind == "extra_forbidden":
@@ -67,7 +72,7 @@ def format_validation_error(
             ctx = err.get("ctx", {})
             msg = f"unknown kind {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
         else:
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if "input" in err and kind not in ("model_type", "dict_type"):
                 msg += f", got {err['input']!r}"
         lines.append(f"{source}: {path}: {msg}")

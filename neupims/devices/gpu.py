@@ -22,8 +22,9 @@ waves) and flash-decoding-style for decode (KV streamed once; a serial per-token
 along each CTA's KV range). Element-wise kernels stream their bytes. Convolutions are in
 :mod:`neupims.devices.gpu_conv` (a registry of algorithms).
 
-Every efficiency constant is named in the config's ``efficiency`` dict; :data:`DEFAULTS`
-holds the starting values used before ``neupims calibrate`` fits them to measurements.
+Every efficiency constant is named in the config's ``efficiency`` mapping, whose keys are
+checked against :data:`neupims.config.hw_gpu.EFFICIENCY_KEYS` (meaning and starting value of
+each); ``neupims calibrate`` fits them to measurements.
 Units: seconds, bytes, FLOPs (2 per multiply-add).
 """
 
@@ -33,6 +34,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from neupims.config.hw_gpu import EFFICIENCY_KEYS
 from neupims.devices.base import Cost, DeviceModel, register_device
 from neupims.ops import (
     ELEMENTWISE_KINDS,
@@ -46,55 +48,9 @@ from neupims.ops import (
     dtype_bytes,
 )
 
-#: Starting values of the named efficiency constants (dimensionless fractions unless the
-#: name says otherwise). They are rough first guesses, replaced by ``neupims calibrate``;
-#: the calibrated values live in each hardware YAML with their provenance.
-DEFAULTS: dict[str, float] = {
-    # GEMM
-    "tc_eff": 0.9,  # tensor-core main-loop fraction of peak for an ideal (infinite) tile
-    "simt_eff": 0.7,  # CUDA-core (SIMT) GEMM fraction of the FP32/FP16 SIMT peak
-    "tile_alpha": 16.0,  # elements; tile efficiency tm*tn / (tm*tn + alpha*(tm+tn))
-    "dram_eff": 0.85,  # achieved fraction of HBM bandwidth by streaming GEMM operands
-    "gemm_fixed_us": 8.0,  # per-GEMM fixed time: launch, prologue, pipeline fill, epilogue
-    "l2_multicast": 2.0,  # A/B panel loads shared by a CTA cluster (TMA multicast)
-    "streamk_fixup": 0.1,  # stream-K: extra time per tile for reducing split tiles
-    # attention
-    "attn_tc_eff": 0.6,  # FlashAttention main loop (QK^T, softmax, PV) fraction of peak
-    "attn_fixed_us": 8.0,
-    "attn_dram_eff": 0.93,  # decode: achieved fraction of HBM bandwidth streaming the KV
-    "attn_token_ns": 3.5,  # decode: serial latency per KV token along one CTA's range
-    # element-wise
-    "ew_fixed_us": 4.0,  # launch + one tail of a streaming kernel
-    "ew_rowwise_fixed_us": 8.0,  # extra for row-wise reductions (layernorm, softmax)
-    "ew_bw_eff": 0.9,
-    "ew_bw_eff_layernorm": 0.6,
-    "ew_bw_eff_softmax": 0.35,
-    # convolution
-    "conv_tc_eff": 0.7,  # cuDNN implicit GEMM relative to a plain GEMM of the same view
-    "conv_tf32_scale": 1.0,  # FP32 (TF32) convolutions' efficiency relative to 16-bit
-    "conv_simt_eff": 0.4,  # cuDNN's NCHW CUDA-core kernel (channels not a multiple of 8/4)
-    "conv_simt_rs0": 4.0,  # taps: that kernel's rate grows as R*S / (R*S + rs0)
-    "conv_layout_passes": 2.0,  # NCHW<->NHWC traffic, in passes over input + output
-    "unfold_bw_eff": 0.5,  # PyTorch unfold (im2col) kernel, fraction of HBM bandwidth
-    "unfold_fixed_us": 4.0,  # per-image im2col kernel fixed time (one launch per image)
-    "unfold_tap_ns": 100.0,  # unfold: latency per filter tap along one thread (stems)
-    "gather_gelems": 300.0,  # G elements/s a strided gather (unfold, window copy) writes
-    "window_bw_eff": 0.8,  # Im2win window copy (a strided copy), fraction of HBM bandwidth
-    "direct_eff": 0.05,  # naive direct convolution, fraction of the FP32 SIMT peak
-    "direct_rs0": 3.4,  # direct conv: rate grows as R*S / (R*S + rs0) (inner-loop length)
-    # Im2win kernel (Lu et al., Euro-Par 2023): not measured here. Its FP32 kernel reached
-    # a median of 8.9 TFLOPS over the paper's 12 layers (KERNELS.md section 1.2) on an
-    # A100-class card (19.5 TFLOPS FP32): 8.9 / 19.5 = 0.46.
-    "im2win_eff": 0.46,
-    # weight-only quantised GEMM (dequantise in registers, then MMA)
-    "quant_tc_eff": 0.05,  # fraction of the 16-bit tensor peak at large M
-    "quant_fixed_us": 6.0,
-    # end to end: host time to dispatch one op (eager PyTorch), and the fixed time each
-    # kernel hides behind the previous one when ops run back to back on a stream
-    "host_op_us": 15.0,
-    "stream_overlap_us": 3.0,
-    "sustained_slowdown": 1.0,  # compute-bound ops in a whole step vs in isolation
-}
+#: Starting values of the named efficiency constants (the schema's documented defaults,
+#: replaced per config by ``neupims calibrate``; see :data:`neupims.config.hw_gpu.EFFICIENCY_KEYS`).
+DEFAULTS: dict[str, float] = {k: v for k, (_, v) in EFFICIENCY_KEYS.items()}
 
 #: Row-wise element-wise kinds (one CTA reduces a row): extra fixed latency.
 ROWWISE = frozenset({"layernorm", "rmsnorm", "softmax"})
