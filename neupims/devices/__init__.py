@@ -15,13 +15,15 @@ MODEL_MODULES = (
     "neupims.devices.roofline",
     "neupims.devices.npu",
     "neupims.devices.gpu",
+    "neupims.devices.gpu_conv",
     "neupims.devices.cpu",
 )
 
 _loaded = False
 
 
-def _load_models() -> None:
+def load_models() -> None:
+    """Import every module of :data:`MODEL_MODULES` once (they register models and op costs)."""
     global _loaded
     if _loaded:
         return
@@ -36,7 +38,7 @@ def _load_models() -> None:
 
 def get_model(hw, model: str | None = None) -> DeviceModel:
     """Instantiate the device model for ``hw``: ``model`` by name, else the kind's default."""
-    _load_models()
+    load_models()
     name = model or DEFAULT_MODEL.get(hw.kind, "roofline")
     cls = DEVICE_MODELS.get(name)
     if cls is None:
@@ -57,4 +59,12 @@ def _instance(cls: type[DeviceModel], hw) -> DeviceModel:
     return inst
 
 
-__all__ = ["DEFAULT_MODEL", "DEVICE_MODELS", "Cost", "DeviceModel", "get_model", "register_device"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEVICE_MODELS",
+    "Cost",
+    "DeviceModel",
+    "get_model",
+    "load_models",
+    "register_device",
+]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from neupims.config.hw_gpu import EFFICIENCY_KEYS
@@ -39,7 +40,6 @@ from neupims.devices.base import Cost, DeviceModel, register_device
 from neupims.ops import (
     ELEMENTWISE_KINDS,
     Attention,
-    Conv2d,
     Elementwise,
     Gemm,
     Op,
@@ -96,6 +96,9 @@ class GpuModel(DeviceModel):
 
     def __init__(self, hw):
         super().__init__(hw)
+        from neupims.devices import load_models
+
+        load_models()  # kernel modules register their op costs (GPU_OP_COSTS)
         self.eff = {**DEFAULTS, "launch_us": hw.launch_overhead_us, **hw.efficiency}
         self.bw = hw.hbm_bandwidth_gbps * 1e9
         self.l2_bw = hw.l2_bandwidth_gbps * 1e9
@@ -301,21 +304,12 @@ class GpuModel(DeviceModel):
 
     # ------------------------------------------------------------------ dispatch
     def _estimate(self, op: Op) -> Cost:
-        if isinstance(op, Gemm):
-            return self._gemm(op)
-        if isinstance(op, Attention):
-            return self._attention(op)
-        if isinstance(op, Elementwise):
-            return self._elementwise(op)
-        if isinstance(op, Conv2d):
-            from neupims.devices.gpu_conv import conv_cost
-
-            return conv_cost(self, op)
-        if isinstance(op, QuantGemm):
-            return self._quant_gemm(op)
-        if isinstance(op, Pool2d):
-            return self._pool(op)
-        # other ops (SpMM, LUT GEMM): a roofline at the achieved fractions
+        for cls in type(op).__mro__:  # a subclass (Gemv) is costed as its base (Gemm)
+            fn = GPU_OP_COSTS.get(cls)
+            if fn is not None:
+                return fn(self, op)
+        # ops without a GPU kernel model (SpMM, LUT GEMM): a roofline at the achieved
+        # fractions, labelled as such in ``bound``
         unit, peak = self.math_of(getattr(op, "dtype", "fp16"))
         eff = self.eff["tc_eff"] if unit == "tensor" else self.eff["simt_eff"]
         t_c = op.flops / (peak * eff)
@@ -324,6 +318,28 @@ class GpuModel(DeviceModel):
         bound = "compute" if t_c >= t_m else "memory"
         return Cost(t, op.flops, float(op.min_bytes), float(op.min_bytes), bound, self.name)
 
+
+#: op class -> its GPU cost function ``fn(model, op) -> Cost``. A kernel model in another
+#: module registers itself with :func:`register_gpu_op` (and that module is listed in
+#: ``neupims.devices.MODEL_MODULES``), so a new op never touches this file.
+GPU_OP_COSTS: dict[type, Callable[[GpuModel, Op], Cost]] = {}
+
+
+def register_gpu_op(op_cls: type):
+    """Decorator: ``fn(model, op) -> Cost`` costs ops of ``op_cls`` on :class:`GpuModel`."""
+
+    def deco(fn: Callable[[GpuModel, Op], Cost]) -> Callable[[GpuModel, Op], Cost]:
+        GPU_OP_COSTS[op_cls] = fn
+        return fn
+
+    return deco
+
+
+register_gpu_op(Gemm)(GpuModel._gemm)
+register_gpu_op(Attention)(GpuModel._attention)
+register_gpu_op(Elementwise)(GpuModel._elementwise)
+register_gpu_op(QuantGemm)(GpuModel._quant_gemm)
+register_gpu_op(Pool2d)(GpuModel._pool)
 
 assert set(ROWWISE) <= set(ELEMENTWISE_KINDS)
 

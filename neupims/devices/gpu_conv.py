@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from neupims.devices.base import Cost
+from neupims.devices.gpu import register_gpu_op
 from neupims.ops import Conv2d, dtype_bytes
 
 
@@ -269,6 +270,7 @@ def conv_plan(model, op: Conv2d) -> tuple[str, ConvPlan]:
     return op.algo, CONV_ALGOS[op.algo](model, op)
 
 
+@register_gpu_op(Conv2d)
 def conv_cost(model, op: Conv2d) -> Cost:
     algo, p = conv_plan(model, op)
     inp, flt, out = _io_bytes(op)
