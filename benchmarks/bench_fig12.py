@@ -20,21 +20,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_iteration() -> None:
-    from neupims.systems.base import get_system
-    from neupims.systems.iteration import make_ctx, simulate_iteration
+    from neupims.systems.base import build_system
 
     rng = np.random.default_rng(0)
     seq = rng.integers(16, 2048, 512)
     ch = rng.integers(0, 32, 512)
     for name in ("npu_only", "npu_pim", "neupims"):
-        ctx = make_ctx(get_system(name), "gpt3-7b", 4)
+        system = build_system(name, "gpt3-7b", 4)
         n = 20
         for i in range(n):  # warm the per-length PIM memo (serving reuses lengths heavily)
-            simulate_iteration(ctx, seq + i, ch, periodic=True)
+            system.iteration(seq + i, ch, periodic=True)
         for periodic in (False, True):
             t = time.perf_counter()
             for i in range(n):
-                simulate_iteration(ctx, seq + i, ch, periodic=periodic)
+                system.iteration(seq + i, ch, periodic=periodic)
             dt = (time.perf_counter() - t) / n
             print(
                 f"one iteration {name:9s} 32 blocks, periodic={periodic!s:5s}: {dt * 1e3:6.2f} ms"

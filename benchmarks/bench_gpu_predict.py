@@ -32,7 +32,7 @@ def main() -> None:
           f"({best / len(ops) * 1e6:.1f} us per op, fresh model, best of 5); target < 1 s")  # fmt: skip
     model = gpu_model(hw)
     t0 = time.perf_counter()
-    n_ops = sum(s.n_ops for s in steps)
+    n_ops = sum(len(s.ops) for s in steps)
     for s in steps:
         predict_sample(model, s)
     dt = time.perf_counter() - t0

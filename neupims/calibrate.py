@@ -21,7 +21,6 @@ import csv
 import json
 import math
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,9 +88,8 @@ class Sample:
     kind: str  # op | transform | e2e
     measured_s: float
     op: Op | None = None
-    #: e2e: ((op, count), ...) of one whole step; layers and head from ``neupims trace``
-    ops: tuple[tuple[Op, int], ...] = ()
-    n_ops: int = 0
+    #: e2e: the ops of one whole step in order, as ``neupims trace`` writes them
+    ops: tuple[Op, ...] = ()
     graph_s: float = math.nan
     mem_extra_bytes: float = math.nan
     label: str = ""
@@ -155,15 +153,14 @@ def _op_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
     return out
 
 
-def step_ops(model: str, phase: str, batch: int, seq: int, dtype: str = "fp16"):
-    """Ops of one step from ``neupims trace``, as ((op, count), ...) and the op count.
-    A measured decode step attends to ``seq`` keys, the trace's decode to ``seq + 1``."""
+def step_ops(model: str, phase: str, batch: int, seq: int, dtype: str = "fp16") -> tuple[Op, ...]:
+    """Ops of one measured step: the whole trace ``neupims trace`` writes for it, in order
+    (what ``neupims replay`` costs). A measured decode step attends to ``seq`` keys, the
+    trace's decode step over ``seq - 1`` cached tokens does the same."""
     from neupims.workloads import trace
 
     ctx = seq - 1 if phase == "decode" else seq
-    tr = trace(model, phase, batch, ctx, dtype=dtype)
-    counts = Counter(t.op for t in tr if not t.layer == "embed")
-    return tuple(counts.items()), sum(counts.values())
+    return tuple(t.op for t in trace(model, phase, batch, ctx, dtype=dtype))
 
 
 def _e2e_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
@@ -174,18 +171,18 @@ def _e2e_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
             batch, seq = int(row["batch"]), int(row["seq"])
             measured = float(row["measured_s"])
             graph = float(row.get("graph_measured_s") or "nan")
-            ops, n = step_ops(model, phase, batch, seq, row.get("dtype") or "fp16")
+            ops = step_ops(model, phase, batch, seq, row.get("dtype") or "fp16")
         except (KeyError, ValueError, NeupimsError) as exc:
             raise TraceError(f"{path}: line {i}: {exc}") from None
         key = f"e2e|{model}|{phase}|{batch}|{seq}"
         label = f"{model} {phase} b{batch} s{seq}"
         # the same step timed two ways: eager (host dispatch included) and replayed from a
         # CUDA graph (GPU time alone); both are predicted from the same trace
-        out.append(Sample(key, "e2e_eager", "e2e", measured, ops=ops, n_ops=n, graph_s=graph,
+        out.append(Sample(key, "e2e_eager", "e2e", measured, ops=ops, graph_s=graph,
                           label=label + " eager",
                           meta={"phase": phase, "device": row.get("device", "")}))  # fmt: skip
         if graph > 0:
-            out.append(Sample(key, "e2e_graph", "e2e_graph", graph, ops=ops, n_ops=n,
+            out.append(Sample(key, "e2e_graph", "e2e_graph", graph, ops=ops,
                               label=label + " graph", meta={"phase": phase}))  # fmt: skip
     return out
 
@@ -229,26 +226,9 @@ def predict_sample(model, s: Sample) -> float:
         from neupims.devices.gpu_conv import window_copy_time
 
         return window_copy_time(model, s.op)
-    gpu = predict_gpu_only(model, s)
-    if s.kind == "e2e_graph":
-        return gpu
-    return max(gpu, s.n_ops * model.eff["host_op_us"] * 1e-6)
-
-
-def predict_gpu_only(model, s: Sample) -> float:
-    """GPU time of a whole step: the ops back to back on one stream. Each op after the
-    first hides ``stream_overlap_us`` of its fixed time (launch latency and prologue
-    overlap the previous kernel's tail), which isolated timings cannot show; compute-bound
-    ops run ``sustained_slowdown`` times slower than in isolation (tensor-core load
-    sustained for a whole step holds the GPU at its power limit, lowering its clock)."""
-    overlap = model.eff["stream_overlap_us"] * 1e-6
-    slow = model.eff["sustained_slowdown"]
-    total = 0.0
-    for op, c in s.ops:
-        cost = model.estimate(op)
-        t = cost.latency_s * (slow if cost.bound == "compute" else 1.0)
-        total += c * max(t - overlap, 0.5 * t)
-    return total
+    # whole steps: the GPU step model (GpuModel.step), as `neupims replay` applies it
+    dispatch = "graph" if s.kind == "e2e_graph" else "eager"
+    return model.step(s.ops, dispatch).latency_s
 
 
 def predict(hw, samples: Sequence[Sample], eff: dict[str, float] | None = None) -> np.ndarray:
@@ -372,7 +352,7 @@ def per_sample_table(hw, samples: Sequence[Sample]) -> list[dict]:
                "measured_s": s.measured_s, "predicted_s": p,
                "error_pct": (p - s.measured_s) / s.measured_s * 100}  # fmt: skip
         if s.kind.startswith("e2e"):
-            row["predicted_gpu_only_s"] = predict_gpu_only(model, s)
+            row["predicted_gpu_only_s"] = model.step(s.ops, "graph").latency_s
         if s.kind == "op" and s.op is not None and not math.isnan(s.mem_extra_bytes):
             cost = model.estimate(s.op)
             d = dict(cost.detail)

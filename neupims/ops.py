@@ -66,6 +66,12 @@ class Op:
         raise NotImplementedError
 
     @property
+    def resident_bytes(self) -> float:
+        """Bytes that stay in device memory across a whole step (weights, KV caches), as
+        opposed to activations that live only while the op runs; counted once per op."""
+        return 0.0
+
+    @property
     def intensity(self) -> float:
         """Arithmetic intensity in FLOP per byte of compulsory traffic."""
         return self.flops / self.min_bytes if self.min_bytes else math.inf
@@ -116,6 +122,11 @@ class Gemm(Op):
     def min_bytes(self) -> float:
         b = dtype_bytes(self.dtype)
         return self.batch * (self.m * self.k + self.k * self.n + self.m * self.n) * b
+
+    @property
+    def resident_bytes(self) -> float:
+        """The B operand (a linear layer's weights)."""
+        return float(self.batch * self.k * self.n * dtype_bytes(self.dtype))
 
 
 @register_op
@@ -217,6 +228,10 @@ class Conv2d(Op, _Window2d):
         b = dtype_bytes(self.dtype)
         return (self.input_elems + self.filter_elems + self.output_elems) * b
 
+    @property
+    def resident_bytes(self) -> float:
+        return float(self.filter_elems * dtype_bytes(self.dtype))
+
 
 @register_op
 @dataclass(frozen=True)
@@ -271,6 +286,11 @@ class Attention(Op):
     def min_bytes(self) -> float:
         qo = 2.0 * self.batch * self.heads * self.q_len * self.head_dim * dtype_bytes(self.dtype)
         return qo + self.kv_bytes
+
+    @property
+    def resident_bytes(self) -> float:
+        """The KV cache."""
+        return self.kv_bytes
 
 
 #: Element-wise kinds: (FLOPs per element, input tensors read, output tensors written).
@@ -407,6 +427,10 @@ class QuantGemm(Op):
         return self.n * self.k * self.wbits / 8 + (self.n * self.k / self.group_size) * 2
 
     @property
+    def resident_bytes(self) -> float:
+        return self.weight_bytes
+
+    @property
     def min_bytes(self) -> float:
         b = dtype_bytes(self.dtype)
         return self.weight_bytes + (self.m * self.k + self.m * self.n) * b
@@ -446,6 +470,10 @@ class LutGemm(Op):
     @property
     def weight_bytes(self) -> float:
         return self.n * self.k * self.wbits / 8 + (self.n * self.k / self.weight_group) * 2
+
+    @property
+    def resident_bytes(self) -> float:
+        return self.weight_bytes
 
     @property
     def min_bytes(self) -> float:

@@ -7,12 +7,11 @@ import pytest
 
 from neupims.errors import ConfigError
 from neupims.serving.loop import Server, serve
-from neupims.systems.base import get_system
-from neupims.systems.iteration import make_ctx, tiles_capacity_per_channel
+from neupims.systems.base import build_system
 
 
 def ctx_for(system="neupims", model="gpt3-7b", tp=4, pp=1):
-    return make_ctx(get_system(system), model, tp, pp, comm=False)
+    return build_system(system, model, tp, pp, comm=False)
 
 
 def check_kv(srv: Server):
@@ -27,7 +26,7 @@ def check_kv(srv: Server):
 def test_capacity_close_to_paper_example():
     # NEUPIMS.md section 7: GPT3-7B TP 4 gives 29,696 tiles per channel with the weights
     # rounded down to 3 GB per device; the exact 6.65 G parameters (3.33 GB) leave 29,597.
-    cap = tiles_capacity_per_channel(ctx_for())
+    cap = ctx_for().kv().capacity
     params = 32 * (4096 * 3 * 4096 + 4096 * 4096 + 2 * 4096 * 16384) + 50304 * 4096
     assert cap == int((32 * 2**30 - params * 2 / 4) // 2**15 // 32)
     assert cap == pytest.approx(29696, rel=0.005)

@@ -10,18 +10,10 @@ import numpy as np
 import pytest
 
 from neupims.cli import main
-from neupims.errors import ConfigError
+from neupims.errors import ConfigError, NeupimsError
 from neupims.systems import deps
-from neupims.systems.base import get_system
-from neupims.systems.iteration import (
-    _npu_stage,
-    make_ctx,
-    partition,
-    pim_work,
-    projffn_chain,
-    qkv_chain,
-    simulate_iteration,
-)
+from neupims.systems.base import build_system, get_system
+from neupims.systems.npu_pim import partition, pim_attention
 from neupims.systems.placement import channel_loads, place_all
 
 REF = Path("/work/shared/reference/neupims")
@@ -48,21 +40,22 @@ def test_sbi_total_formula():
     """T = A + B + (C + D)(N - 1) + E + F with each stage = max(NPU work, PIM work),
     the stage works computed here from the sub-batch costs."""
     n = 4
-    ctx = make_ctx(get_system("neupims", sbi_min_batch=0), "gpt3-7b", 4, layers=n)
+    sys = build_system("neupims", "gpt3-7b", 4, layers=n, sbi_min_batch=0)
     seq, ch = synthetic_batch()
     sb = partition(ch, 32)
     s1, s2 = (sb == 0), (sb == 1)
-    q1, q2 = qkv_chain(ctx, int(s1.sum())), qkv_chain(ctx, int(s2.sum()))
-    p1, p2 = projffn_chain(ctx, int(s1.sum())), projffn_chain(ctx, int(s2.sum()))
-    m1, m2 = pim_work(ctx, seq[s1], ch[s1]), pim_work(ctx, seq[s2], ch[s2])
+    b1, b2 = sys.block(int(s1.sum())), sys.block(int(s2.sum()))
+    q1, q2 = sys.qkv_chain(b1), sys.qkv_chain(b2)
+    p1, p2 = sys.projffn_chain(b1), sys.projffn_chain(b2)
+    m1, m2 = pim_attention(sys, b1, seq[s1], ch[s1]), pim_attention(sys, b2, seq[s2], ch[s2])
 
-    def stage(chain, pim):
-        return max(_npu_stage(ctx, chain, pim), 0 if pim is None else pim.per_channel.max())
+    def stage(chain, attn):
+        return max(sys._npu_stage(chain, attn), 0 if attn is None else attn.pim.max())
 
     a, b = stage(q1, None), stage(q2, m1)
     c, d = stage(p1 + q1, m2), stage(p2 + q2, m1)
     e, f = stage(p1, m2), stage(p2, None)
-    r = simulate_iteration(ctx, seq, ch)
+    r = sys.iteration(seq, ch)
     assert r.sbi
     assert r.iteration_cycles == pytest.approx(a + b + (c + d) * (n - 1) + e + f, rel=1e-12)
     assert r.stage_cycles["C"] == pytest.approx(c) and r.stage_cycles["B"] == pytest.approx(b)
@@ -70,9 +63,9 @@ def test_sbi_total_formula():
 
 def test_no_sbi_total_is_layers_times_three_stages():
     n = 3
-    ctx = make_ctx(get_system("npu_pim"), "gpt3-7b", 4, layers=n)
+    sys = build_system("npu_pim", "gpt3-7b", 4, layers=n)
     seq, ch = synthetic_batch()
-    r = simulate_iteration(ctx, seq, ch)
+    r = sys.iteration(seq, ch)
     per = r.stage_cycles["QKV"] + r.stage_cycles["MHA"] + r.stage_cycles["ProjFFN"]
     assert not r.sbi
     assert r.iteration_cycles == pytest.approx(n * per)
@@ -81,21 +74,20 @@ def test_no_sbi_total_is_layers_times_three_stages():
 
 @pytest.mark.parametrize("system", ["neupims", "npu_pim", "npu_only"])
 def test_periodic_extension_equals_full_timeline(system):
-    ctx = make_ctx(
-        get_system(system, **({"sbi_min_batch": 0} if system == "neupims" else {})), "gpt3-13b", 4
-    )
+    kw = {"sbi_min_batch": 0} if system == "neupims" else {}
+    sys = build_system(system, "gpt3-13b", 4, **kw)
     seq, ch = synthetic_batch(200)
-    full = simulate_iteration(ctx, seq, ch)
-    fast = simulate_iteration(ctx, seq, ch, periodic=True)
+    full = sys.iteration(seq, ch)
+    fast = sys.iteration(seq, ch, periodic=True)
     assert fast.iteration_cycles == pytest.approx(full.iteration_cycles, rel=1e-9)
 
 
 @needs_ref
 def test_gmlbp_beats_round_robin_on_reference_snapshots():
-    ctx = make_ctx(get_system("neupims"), "gpt3-7b", 4)
+    kv = build_system("neupims", "gpt3-7b", 4).kv()
     for path in (CLB, RR):
         seq, ch = snapshot(path)
-        loads = deps.mha_estimate_cycles(seq, ctx.e_eff, ctx.heads, ctx.mem)
+        loads = kv.load(seq)
         ratio = {}
         for pol in ("round_robin", "gmlbp"):
             c = place_all(pol, loads, np.ones_like(loads), 32)
@@ -106,7 +98,7 @@ def test_gmlbp_beats_round_robin_on_reference_snapshots():
     # The authors' placements as released (NEUPIMS.md section 9: 1.07-1.23 vs 1.45-2.04)
     for path, lo, hi in ((CLB, 1.07, 1.23), (RR, 1.45, 2.04)):
         seq, ch = snapshot(path)
-        loads = deps.mha_estimate_cycles(seq, ctx.e_eff, ctx.heads, ctx.mem)
+        loads = kv.load(seq)
         cl = channel_loads(loads, ch, 32)
         assert lo <= cl.max() / cl.mean() <= hi
 
@@ -128,8 +120,8 @@ def test_blocked_vs_dual_ordering():
     seq, ch = synthetic_batch(384)
     t = {}
     for dual in (False, True):
-        ctx = make_ctx(get_system("neupims", dual_row_buffer=dual), "gpt3-7b", 4, layers=4)
-        t[dual] = simulate_iteration(ctx, seq, ch).iteration_cycles
+        sys = build_system("neupims", "gpt3-7b", 4, layers=4, dual_row_buffer=dual)
+        t[dual] = sys.iteration(seq, ch).iteration_cycles
     assert t[True] < t[False]
 
 
@@ -144,8 +136,7 @@ def test_dual_row_buffer_prefetch_without_sbi():
         ("dual", {"dual_row_buffer": True}),
         ("dual_off", {"dual_row_buffer": True, "prefetch_during_pim": False}),
     ):
-        ctx = make_ctx(get_system("npu_pim", **kw), "gpt3-7b", 4, layers=2)
-        t[name] = simulate_iteration(ctx, seq, ch)
+        t[name] = build_system("npu_pim", "gpt3-7b", 4, layers=2, **kw).iteration(seq, ch)
     assert t["dual"].iteration_cycles < t["blocked"].iteration_cycles
     assert t["dual_off"].iteration_cycles == pytest.approx(t["blocked"].iteration_cycles)
     assert t["dual"].stage_cycles["MHA"] == t["blocked"].stage_cycles["MHA"]
@@ -157,8 +148,8 @@ def test_adaptive_sbi_picks_the_faster_timeline():
     seq = np.minimum(seq, 60)  # short contexts: NPU-bound, SBI only adds weight traffic
     t = {}
     for name, kw in (("on", {}), ("off", {"sbi": False}), ("adaptive", {"sbi_policy": "adaptive"})):
-        ctx = make_ctx(get_system("neupims", sbi_min_batch=0, **kw), "gpt3-13b", 4, layers=2)
-        t[name] = simulate_iteration(ctx, seq, ch)
+        sys = build_system("neupims", "gpt3-13b", 4, layers=2, sbi_min_batch=0, **kw)
+        t[name] = sys.iteration(seq, ch)
     assert t["adaptive"].iteration_cycles == min(
         t["on"].iteration_cycles, t["off"].iteration_cycles
     )
@@ -169,14 +160,10 @@ def test_sbi_weight_reuse_what_if_removes_second_weight_read():
     seq, ch = synthetic_batch(256)
     r = {}
     for reuse in (False, True):
-        ctx = make_ctx(
-            get_system("neupims", sbi_min_batch=0, sbi_weight_reuse=reuse),
-            "gpt3-30b",
-            4,
-            2,
-            layers=2,
+        sys = build_system(
+            "neupims", "gpt3-30b", 4, 2, layers=2, sbi_min_batch=0, sbi_weight_reuse=reuse
         )
-        r[reuse] = simulate_iteration(ctx, seq, ch)
+        r[reuse] = sys.iteration(seq, ch)
     assert r[True].iteration_cycles < r[False].iteration_cycles
     # the weights are read once instead of twice: external bytes drop by ~one block's weights
     assert r[True].mem_bw_utilisation * r[True].wall_time_s < (
@@ -188,7 +175,7 @@ def test_sbi_weight_reuse_what_if_removes_second_weight_read():
 def test_system_ordering_on_reference_snapshot():
     seq, ch = snapshot(CLB)
     t = {
-        s: simulate_iteration(make_ctx(get_system(s), "gpt3-7b", 4, layers=2), seq, ch)
+        s: build_system(s, "gpt3-7b", 4, layers=2).iteration(seq, ch)
         for s in ("npu_only", "npu_pim", "neupims")
     }
     assert t["neupims"].wall_time_s < t["npu_pim"].wall_time_s < t["npu_only"].wall_time_s
@@ -205,17 +192,17 @@ def test_partition_alternates_odd_channels():
 def test_memoised_pim_cost_matches_direct_call():
     from neupims.devices.pim import mha_channel_cycles
 
-    ctx = make_ctx(get_system("neupims"), "gpt3-7b", 4)
+    mem = build_system("neupims", "gpt3-7b", 4).mem
     seq, ch = snapshot(RR)
-    memo = deps.mha_per_channel(seq, ch, 8, 128, ctx.mem, True).cycles
-    direct = np.array([mha_channel_cycles(seq[ch == c], 8, 128, ctx.mem).cycles for c in range(32)])
+    memo = deps.mha_per_channel(seq, ch, 8, 128, mem, True).cycles
+    direct = np.array([mha_channel_cycles(seq[ch == c], 8, 128, mem).cycles for c in range(32)])
     np.testing.assert_allclose(memo, direct, rtol=0.01)
 
 
 def test_kv_tiles_vectorised_matches_helper():
     from neupims.devices.pim import kv_tiles_per_request
 
-    mem = make_ctx(get_system("neupims"), "gpt3-7b", 4).mem
+    mem = build_system("neupims", "gpt3-7b", 4).mem
     lens = np.array([1, 31, 32, 33, 511, 512, 513, 2048])
     for e in (1024, 1792, 1536):
         assert list(deps.kv_tiles(lens, e, mem)) == [
@@ -229,8 +216,12 @@ def test_bad_system_config():
         get_system("npu_gpu")
     with pytest.raises(ConfigError, match="unknown override"):
         get_system("neupims", dual=True)
-    with pytest.raises(ConfigError, match="tp=3 must divide"):
-        make_ctx(get_system("neupims"), "gpt3-7b", 3)
+    with pytest.raises(NeupimsError, match="tp=3 must divide"):
+        build_system("neupims", "gpt3-7b", 3)
+    with pytest.raises(ConfigError, match="unknown override.*'sbi'"):
+        get_system("gpu_only", sbi=True)  # a field of the NPU systems, not of the GPU's
+    with pytest.raises(ConfigError, match="resnet-50.*decoder"):
+        build_system("neupims", "resnet-50", 1)
 
 
 @needs_ref
@@ -303,20 +294,20 @@ def test_iteration_cli_bad_snapshot(tmp_path, capsys):
     assert "bad.csv: line 2: ch_idx 40 out of range 0..31" in capsys.readouterr().err
 
 
-def test_npu_overrides_reach_the_iteration():
-    """make_ctx applies NPU hardware overrides (validated); the artifact's inputs-stationary
+def test_hw_overrides_reach_the_iteration():
+    """build_system applies hardware overrides (validated); the artifact's inputs-stationary
     mapping slows the 512-row QKV GEMM (chunks wait for the weight stream)."""
     seq, ch = synthetic_batch(512)
     ov = {"systolic_array": {"stationary_operand": "inputs"}}
-    base = make_ctx(get_system("npu_pim"), "gpt3-7b", 4, layers=1)
-    alt = make_ctx(get_system("npu_pim"), "gpt3-7b", 4, layers=1, npu_overrides=ov)
+    base = build_system("npu_pim", "gpt3-7b", 4, layers=1)
+    alt = build_system("npu_pim", "gpt3-7b", 4, layers=1, hw_overrides=ov)
     assert alt.npu.systolic_array.stationary_operand == "inputs"
     assert base.npu.systolic_array.stationary_operand == "weights"
-    assert make_ctx(get_system("npu_pim"), "gpt3-7b", 4, npu_overrides=ov).npu is alt.npu
-    qkv = {c: simulate_iteration(c, seq, ch).stage_cycles["QKV"] for c in (base, alt)}
+    assert build_system("npu_pim", "gpt3-7b", 4, hw_overrides=ov).npu is alt.npu
+    qkv = {c: c.iteration(seq, ch).stage_cycles["QKV"] for c in (base, alt)}
     assert qkv[alt] > qkv[base]
-    with pytest.raises(ConfigError, match="npu_overrides.*systolic_array"):
-        make_ctx(get_system("npu_pim"), "gpt3-7b", 4, npu_overrides={"systolic_array": 3})
+    with pytest.raises(ConfigError, match="overrides.*systolic_array"):
+        build_system("npu_pim", "gpt3-7b", 4, hw_overrides={"systolic_array": 3})
 
 
 def test_sbi_in_blocked_mode_serialises_and_dual_recovers():
@@ -331,8 +322,8 @@ def test_sbi_in_blocked_mode_serialises_and_dual_recovers():
         ("sbi_blocked", "npu_pim_sbi", {}),
         ("sbi_dual", "npu_pim_sbi", {"dual_row_buffer": True}),
     ):
-        ctx = make_ctx(get_system(sysname, **kw), "gpt3-7b", 4, layers=4)
-        t[name] = simulate_iteration(ctx, seq, ch).iteration_cycles
+        t[name] = build_system(sysname, "gpt3-7b", 4, layers=4, **kw).iteration(seq, ch)
+        t[name] = t[name].iteration_cycles
     assert t["sbi_blocked"] > t["npu_pim"]
     gain_sbi = t["sbi_blocked"] / t["sbi_dual"]
     gain_plain = t["npu_pim"] / t["npu_pim_dual"]
@@ -350,8 +341,8 @@ def test_stage_cycles_against_released_simulator_log():
         Path(__file__).resolve().parents[1] / "validation/neupims/released_sim_stage_cycles.csv"
     ).set_index("stage")["cycles"]
     seq, ch = snapshot(CLB)
-    ctx = make_ctx(get_system("neupims"), "gpt3-7b", 4, layers=2, comm=False)
-    st = simulate_iteration(ctx, seq, ch).stage_cycles
+    sys = build_system("neupims", "gpt3-7b", 4, layers=2, comm=False)
+    st = sys.iteration(seq, ch).stage_cycles
     for stage in ("A", "F"):
         assert st[stage] == pytest.approx(ref[stage], rel=0.10)
     assert st["B"] / st["E"] == pytest.approx(ref["B"] / ref["E"], rel=0.02)

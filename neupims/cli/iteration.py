@@ -13,12 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from neupims.errors import TraceError
+from neupims.errors import ConfigError, TraceError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("iteration", help="simulate one decode iteration of a request snapshot")
-    p.add_argument("--system", required=True, help="npu_only, npu_pim, neupims or gpu_only")
+    p.add_argument(
+        "--system",
+        required=True,
+        help="a registered system: npu_only, npu_pim, npu_pim_sbi, neupims, gpu_only",
+    )
     p.add_argument("--model", default="gpt3-7b")
     p.add_argument("--tp", type=int, default=4)
     p.add_argument("--pp", type=int, default=1)
@@ -75,9 +79,7 @@ def read_snapshot(path: str | Path, channels: int) -> tuple[np.ndarray, np.ndarr
 
 
 def run(args: argparse.Namespace) -> int:
-    from neupims.systems import deps
-    from neupims.systems.base import get_system
-    from neupims.systems.iteration import make_ctx, simulate_iteration
+    from neupims.systems.base import build_system
     from neupims.systems.placement import place_all
     from neupims.systems.timeline import write_chrome_trace
 
@@ -90,23 +92,25 @@ def run(args: argparse.Namespace) -> int:
             overrides["sbi_min_batch"] = 0
     if args.dual_row_buffer:
         overrides["dual_row_buffer"] = args.dual_row_buffer == "on"
-    system = get_system(args.system, **overrides)
-    ctx = make_ctx(system, args.model, args.tp, args.pp, layers=args.layers, comm=args.comm)
-    seq, ch = read_snapshot(args.requests, ctx.mem.organization.channels)
+    system = build_system(
+        args.system, args.model, args.tp, args.pp, layers=args.layers, comm=args.comm, **overrides
+    )
+    kv = system.kv()
+    seq, ch = read_snapshot(args.requests, kv.pools)
     if args.placement:
-        loads = deps.mha_estimate_cycles(seq, ctx.e_eff, ctx.heads, ctx.mem)
-        tiles = deps.kv_tiles(seq, ctx.e_eff, ctx.mem)
-        ch = place_all(args.placement, loads, tiles, ctx.mem.organization.channels)
-    r = simulate_iteration(ctx, seq, ch, record=bool(args.timeline))
+        ch = place_all(args.placement, kv.load(seq), kv.units(seq, 1), kv.pools)
+    r = system.iteration(seq, ch, record=bool(args.timeline))
     if args.timeline:
-        write_chrome_trace(r.timeline, args.timeline, 1e9 / ctx.npu.clock_hz)
+        if r.timeline is None:
+            raise ConfigError(f"--timeline: system {args.system} has no stage timeline to export")
+        write_chrome_trace(r.timeline, args.timeline, 1e9 / r.clock_hz)
     d = r.as_dict()
     d.update(model=args.model, tp=args.tp, pp=args.pp, placement=args.placement or "from trace")
     if args.json:
         print(json.dumps(d, indent=2, default=float))
     else:
         stages = ", ".join(f"{k} {v:,.0f}" for k, v in r.stage_cycles.items())
-        print(f"{system.name} {args.model} tp={args.tp} batch={r.batch} sbi={r.sbi}")
+        print(f"{system.spec.name} {args.model} tp={args.tp} batch={r.batch} sbi={r.sbi}")
         print(f"  stage cycles (first block): {stages}")
         print(
             f"  cycles per block {r.layer_cycles:,.0f}; per iteration {r.iteration_cycles:,.0f}"

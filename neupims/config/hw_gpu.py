@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from neupims.config.base import Fraction, PosFloat, PosInt, Spec, key_of
+from neupims.config.base import Fraction, NonNegFloat, PosFloat, PosInt, Spec, key_of
 
 #: The GPU model's named efficiency constants (``neupims.devices.gpu``): meaning and the
 #: starting value used before ``neupims calibrate`` fits them to measured kernels. Values are
@@ -84,6 +84,10 @@ class GpuConfig(Spec):
     smem_per_sm_bytes: PosInt
     regs_per_sm: PosInt
     launch_overhead_us: PosFloat = 4.0
+    #: GPU-to-GPU link of tensor/pipeline parallelism, GB/s per direction (NVLink), and the
+    #: per-message latency of a collective step
+    interconnect_gbps: PosFloat = 300.0
+    interconnect_latency_us: NonNegFloat = 5.0
     efficiency: dict[EfficiencyKey, PosFloat] = Field(default_factory=dict)
     efficiency_provenance: str = "datasheet defaults, not calibrated"
     max_bandwidth_fraction: Fraction = 0.9

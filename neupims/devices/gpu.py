@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from neupims.config.hw_gpu import EFFICIENCY_KEYS
-from neupims.devices.base import Cost, DeviceModel, register_device
+from neupims.devices.base import Cost, DeviceModel, StepCost, footprint_bytes, register_device
 from neupims.ops import (
     ELEMENTWISE_KINDS,
     Attention,
@@ -301,6 +301,41 @@ class GpuModel(DeviceModel):
     def _pool(self, op: Pool2d) -> Cost:
         t = self.stream_time(op.min_bytes)
         return Cost(t, op.flops, float(op.min_bytes), float(op.min_bytes), "memory", self.name)
+
+    # ------------------------------------------------------------------ whole steps
+    dispatch_modes = ("eager", "graph")
+
+    def in_stream_s(self, cost: Cost) -> float:
+        """An op's time when the GPU runs it right after another kernel of the same stream:
+        its isolated latency less ``stream_overlap_us`` of fixed time (launch latency and
+        prologue overlap the previous kernel's tail, which isolated timings cannot show),
+        never below half of it; compute-bound ops ``sustained_slowdown`` times slower (a
+        whole step of tensor-core load holds the GPU at its power limit, lowering its clock)."""
+        t = cost.latency_s * (self.eff["sustained_slowdown"] if cost.bound == "compute" else 1.0)
+        return max(t - self.eff["stream_overlap_us"] * 1e-6, 0.5 * t)
+
+    def step(self, ops, dispatch: str | None = None) -> StepCost:
+        """A step's ops on one stream. ``graph``: launched from a captured CUDA graph, so the
+        GPU runs them back to back (the sum of :meth:`in_stream_s`). ``eager`` (plain
+        PyTorch, the default): the host dispatches one op every ``host_op_us`` while the
+        GPU runs them, so the step takes whichever is longer, the host's dispatch or the GPU's
+        work."""
+        mode = self.check_dispatch(dispatch)
+        costs = [self.estimate(op) for op in ops]
+        busy = float(sum(self.in_stream_s(c) for c in costs))
+        host = len(costs) * self.eff["host_op_us"] * 1e-6 if mode == "eager" else 0.0
+        return StepCost(
+            latency_s=max(busy, host),
+            dispatch=mode,
+            busy_s=busy,
+            host_s=host,
+            isolated_s=float(sum(c.latency_s for c in costs)),
+            ops=len(costs),
+            flops=float(sum(c.flops for c in costs)),
+            bytes=float(sum(c.bytes for c in costs)),
+            peak_footprint_bytes=footprint_bytes(ops),
+            model=self.name,
+        )
 
     # ------------------------------------------------------------------ dispatch
     def _estimate(self, op: Op) -> Cost:

@@ -195,8 +195,33 @@ def stream_cycles_fn(mem):
     return lambda nbytes: float(stream_read_cycles(nbytes, mem)) if nbytes > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class NpuWork:
+    """What one op does on the NPU, in NPU core cycles, for systems that overlap it with
+    other work (the NeuPIMs stages): ``cycles`` is the op alone (``max(compute, DMA + post)``
+    for a GEMM), ``compute_cycles`` the systolic arrays' busy time, ``vector_cycles`` the
+    vector units', ``dma_bytes``/``dma_cycles`` its HBM reads and their streaming time,
+    ``post_dma_cycles`` the compute that can only follow the last DMA byte; ``macs``,
+    ``vector_flops`` and ``sram_bytes`` feed the energy model."""
+
+    cycles: float
+    compute_cycles: float = 0.0
+    vector_cycles: float = 0.0
+    dma_bytes: float = 0.0
+    dma_cycles: float = 0.0
+    post_dma_cycles: float = 0.0
+    macs: float = 0.0
+    vector_flops: float = 0.0
+    sram_bytes: float = 0.0
+    bound: str = "compute"
+    detail: tuple = ()
+
+
 class NpuModel(DeviceModel):
-    """Tile-level NPU model (``model = npu``). Utilisation = MACs / (peak MACs x cycles)."""
+    """Tile-level NPU model (``model = npu``). Utilisation = MACs / (peak MACs x cycles).
+
+    :meth:`work` gives the per-op breakdown (:class:`NpuWork`) that the systems compose;
+    :meth:`estimate` turns it into a :class:`Cost`."""
 
     name = "npu"
     kinds = ("npu",)
@@ -209,85 +234,123 @@ class NpuModel(DeviceModel):
         mem_cycle_s = self.mem.timing.tck_ns * 1e-9
         self._mem_cycles = stream_cycles_fn(self.mem)
         self.cycle_s = 1.0 / hw.clock_hz
-        ratio = mem_cycle_s / self.cycle_s
-        self.dma_cycles = lambda nbytes: self._mem_cycles(nbytes) * ratio
+        #: NPU core cycles per memory cycle
+        self.mem_to_npu = mem_cycle_s / self.cycle_s
+        self.work = lru_cache(maxsize=65536)(self._work)
 
-    def _cost(
-        self,
-        op: Op,
-        cycles: float,
-        macs: float,
-        vflops: float,
-        dram: float,
-        bound: str,
-        extra: tuple = (),
-    ) -> Cost:
-        hw = self.hw
-        secs = cycles * self.cycle_s
-        util = macs / (hw.macs_per_cycle * cycles) if cycles > 0 else 0.0
-        sram = op.min_bytes
-        return Cost(
-            latency_s=secs,
-            flops=op.flops,
-            bytes=dram,
-            footprint_bytes=float(op.min_bytes),
-            bound=bound,
-            model=self.name,
-            energy_j=npu_energy_j(hw, macs, vflops, sram, secs),
-            detail=(("cycles", cycles), ("utilisation", util), *extra),
+    def dma_cycles(self, nbytes: float) -> float:
+        """NPU cycles to stream ``nbytes`` from HBM over all channels (DRAM fast path)."""
+        return self._mem_cycles(nbytes) * self.mem_to_npu
+
+    def _gemm_work(self, m: int, n: int, k: int, batch: int, sram: float) -> NpuWork:
+        t = gemm_tiles(m, n, k, self.hw, batch)
+        dma = self.dma_cycles(t.dma_bytes)
+        total = max(t.compute_cycles, dma + t.post_dma_cycles)
+        return NpuWork(
+            cycles=total,
+            compute_cycles=t.compute_cycles,
+            dma_bytes=t.dma_bytes,
+            dma_cycles=dma,
+            post_dma_cycles=t.post_dma_cycles,
+            macs=t.macs,
+            sram_bytes=sram,
+            bound="compute" if t.compute_cycles >= total else "memory",
+            detail=(("tiles", t.tiles), ("m_tile_rows", t.m_tile_rows)),
         )
 
-    def _gemm(self, op: Op, m: int, n: int, k: int, batch: int) -> Cost:
-        t = gemm_tiles(m, n, k, self.hw, batch)
-        total, compute = gemm_cycles(m, n, k, self.hw, self.dma_cycles, batch)
-        bound = "compute" if compute >= total else "memory"
-        extra = (("tiles", t.tiles), ("m_tile_rows", t.m_tile_rows))
-        return self._cost(op, total, t.macs, 0.0, t.dma_bytes, bound, extra)
+    def _work(self, op: Op) -> NpuWork:
+        hw = self.hw
+        if isinstance(op, Gemm):
+            return self._gemm_work(op.m, op.n, op.k, op.batch, op.min_bytes)
+        if isinstance(op, Conv2d):
+            m, n, k = op.gemm_mnk
+            return self._gemm_work(m, n, k, 1, op.min_bytes)
+        if isinstance(op, Attention):
+            return decode_attention_work(self, (op,)) if op.q_len == 1 else self._prefill_attn(op)
+        if isinstance(op, Elementwise):
+            f = ELEMENTWISE_KINDS[op.kind][0]
+            c = vector_cycles(op.elems, max(f, 1.0), hw)
+            return NpuWork(c, vector_cycles=c, vector_flops=op.flops, sram_bytes=op.min_bytes,
+                           bound="vector")  # fmt: skip
+        if isinstance(op, Pool2d):
+            c = vector_cycles(op.flops, 1.0, hw)
+            return NpuWork(c, vector_cycles=c, vector_flops=op.flops, sram_bytes=op.min_bytes,
+                           bound="vector")  # fmt: skip
+        raise NotImplementedError(op.name)
+
+    def _prefill_attn(self, op: Attention) -> NpuWork:
+        """Prefill: Q K^T and P V as GEMMs per (request, head) over all arrays, the softmax on
+        the vector units, K and V read once from HBM."""
+        hw = self.hw
+        c1, _ = gemm_cycles(op.q_len, op.kv_len, op.head_dim, hw, lambda b: 0.0)
+        c2, _ = gemm_cycles(op.q_len, op.head_dim, op.kv_len, hw, lambda b: 0.0)
+        compute = (c1 + c2) * op.batch * op.heads / hw.systolic_array.count
+        soft = vector_cycles(op.batch * op.heads * op.q_len * op.kv_len, 5, hw)
+        dma = self.dma_cycles(op.kv_bytes)
+        return NpuWork(
+            cycles=max(compute + soft, dma),
+            compute_cycles=compute,
+            vector_cycles=soft,
+            dma_bytes=op.kv_bytes,
+            dma_cycles=dma,
+            macs=op.flops / 2,
+            vector_flops=5.0 * op.batch * op.heads * op.q_len * op.kv_len,
+            sram_bytes=op.min_bytes,
+            bound="memory" if dma >= compute + soft else "compute",
+        )
 
     def _estimate(self, op: Op) -> Cost:
         hw = self.hw
-        if isinstance(op, Gemm):
-            return self._gemm(op, op.m, op.n, op.k, op.batch)
-        if isinstance(op, Conv2d):
-            m, n, k = op.gemm_mnk
-            return self._gemm(op, m, n, k, 1)
-        if isinstance(op, Attention):
-            lens = np.full(op.batch, op.kv_len)
-            if op.q_len == 1:
-                compute = attention_gemv_compute_cycles(lens, op.heads, op.head_dim, hw)
-                macs = 2.0 * op.batch * op.heads * op.kv_len * op.head_dim
-            else:  # prefill: Q K^T and P V as GEMMs per (request, head)
-                c1, _ = gemm_cycles(op.q_len, op.kv_len, op.head_dim, hw, lambda b: 0.0)
-                c2, _ = gemm_cycles(op.q_len, op.head_dim, op.kv_len, hw, lambda b: 0.0)
-                compute = (c1 + c2) * op.batch * op.heads / hw.systolic_array.count
-                macs = op.flops / 2
-            soft = vector_cycles(op.batch * op.heads * op.q_len * op.kv_len, 5, hw)
-            dma = self.dma_cycles(op.kv_bytes)
-            cycles = max(compute + soft, dma)
-            bound = "memory" if dma >= compute + soft else "compute"
-            return self._cost(
-                op, cycles, macs, 5.0 * op.batch * op.heads * op.kv_len, op.kv_bytes, bound
-            )
-        if isinstance(op, Elementwise):
-            f = ELEMENTWISE_KINDS[op.kind][0]
-            cycles = vector_cycles(op.elems, max(f, 1.0), hw)
-            return self._cost(op, cycles, 0.0, op.flops, 0.0, "vector")
-        if isinstance(op, Pool2d):
-            cycles = vector_cycles(op.flops, 1.0, hw)
-            return self._cost(op, cycles, 0.0, op.flops, 0.0, "vector")
-        # Sparse / quantised kernels are not NPU-native: the named roofline fallback.
-        from neupims.devices.roofline import Roofline
+        try:
+            w = self.work(op)
+        except NotImplementedError:
+            # Sparse / quantised kernels are not NPU-native: the named roofline fallback.
+            from neupims.devices.roofline import Roofline
 
-        c = Roofline(hw).estimate(op)
+            c = Roofline(hw).estimate(op)
+            return Cost(c.latency_s, c.flops, c.bytes, c.footprint_bytes, "roofline-fallback",
+                        "npu(roofline)", detail=c.detail)  # fmt: skip
+        secs = w.cycles * self.cycle_s
+        util = w.macs / (hw.macs_per_cycle * w.cycles) if w.cycles > 0 else 0.0
         return Cost(
-            c.latency_s,
-            c.flops,
-            c.bytes,
-            c.footprint_bytes,
-            "roofline-fallback",
-            "npu(roofline)",
-            detail=c.detail,
+            latency_s=secs,
+            flops=op.flops,
+            bytes=w.dma_bytes,
+            footprint_bytes=float(op.min_bytes),
+            bound=w.bound,
+            model=self.name,
+            energy_j=npu_energy_j(hw, w.macs, w.vector_flops, op.min_bytes, secs),
+            detail=(("cycles", w.cycles), ("utilisation", util), *w.detail),
         )
+
+
+def decode_attention_work(model: NpuModel, ops) -> NpuWork:
+    """Decode attention of a ragged batch on the NPU (the NPU-only system): one
+    :class:`~neupims.ops.Attention` op per distinct context length (as the trace has them),
+    all heads' logit and attend GEMVs pooled over the arrays, K and V streamed once from HBM,
+    the softmax on the vector units overlapping the stream of the next head."""
+    hw = model.hw
+    ops = tuple(ops)
+    if not ops:
+        return NpuWork(0.0)
+    first = ops[0]
+    lens = np.concatenate([np.full(o.batch, o.kv_len, dtype=np.int64) for o in ops])
+    compute = attention_gemv_compute_cycles(lens, first.heads, first.head_dim, hw)
+    scores = float(sum(o.batch * o.heads * o.kv_len for o in ops))
+    soft = vector_cycles(scores, 5, hw)
+    kv = float(sum(o.kv_bytes for o in ops))
+    dma = model.dma_cycles(kv)
+    return NpuWork(
+        cycles=max(compute + soft, dma),
+        compute_cycles=compute,
+        vector_cycles=soft,
+        dma_bytes=kv,
+        dma_cycles=dma,
+        macs=float(sum(o.flops for o in ops)) / 2,
+        vector_flops=5.0 * scores,
+        sram_bytes=kv,
+        bound="memory" if dma >= compute + soft else "compute",
+    )
 
 
 register_device(NpuModel)

@@ -5,21 +5,22 @@ Orca-style scheduling with vLLM-style paged KV allocation (NEUPIMS.md sections 1
 * ``batch`` slots are kept busy; an empty slot takes the next request of a seeded stream
   drawn (with replacement) from the dataset's length statistics. The prefill runs on a
   separate standalone NPU (paper section 1), so a request joins with its input as context.
-* The KV cache of a request lives in one PIM channel, allocated in 32 KB tiles with the
-  paper's key/value layouts (``deps.kv_tiles`` x the device's layers); the tiles per
-  channel are what the weights leave of the channel's capacity. A new request is placed
-  by the system's policy (``round_robin`` or ``gmlbp``) on a channel with room; when a
-  growing request finds its channel full, the most recently admitted request on that
-  channel is preempted back to the head of the queue (vLLM recompute policy; its prefill
-  is not charged), so capacity is never exceeded. With pipeline parallelism the KV kept
-  per device is the batch's over ``layers/pp`` blocks (``kv_layers="stage"``, the
-  artifact's rule) or over all layers (``"model"``: ``pp`` batches in flight).
+* The KV cache of a request lives in one pool of the system's :class:`~neupims.systems.kv.KvLayout`
+  (a PIM channel, allocated in 32 KB tiles with the paper's key/value layouts; a GPU's
+  memory, in 16-token pages) times the device's layers; a pool holds what the weights leave
+  of its capacity. A new request is placed by the system's policy (``round_robin`` or
+  ``gmlbp``) on a pool with room; when a growing request finds its pool full, the most
+  recently admitted request there is preempted back to the head of the queue (vLLM
+  recompute policy; its prefill is not charged), so capacity is never exceeded. With
+  pipeline parallelism the KV kept per device is the batch's over ``layers/pp`` blocks
+  (``kv_layers="stage"``, the artifact's rule) or over all layers (``"model"``: ``pp``
+  batches in flight).
 * Each iteration every active request produces one token. A request ends when it has
   produced its output length or its context reaches ``max_seq_len``; its slot is refilled
   at the next iteration.
 * The run starts from the stationary request mix (``start_steady``), then ``warmup``
   iterations advance the state without timing; the next ``iterations`` are timed by the
-  system's iteration timeline (``simulate_step``). Metrics cover only those.
+  system's iteration (``System.step``). Metrics cover only those.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neupims.errors import ConfigError
-from neupims.systems import deps
-from neupims.systems.iteration import Ctx, simulate_step, tiles_capacity_per_channel
+from neupims.systems.base import System
 from neupims.systems.placement import get_policy
+from neupims.workloads.datasets import sample_requests as _dataset_sample
 
 #: "enforce": a channel never holds more KV tiles than the weights leave (preemption);
 #: "unlimited": capacity is not enforced (the artifact's trace generator; a what-if)
@@ -84,12 +85,19 @@ class ServingStats:
         }
 
 
+def sample_requests(name: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input_lens, output_lens) of ``n`` requests drawn with replacement, deterministic;
+    every request has at least one input and one output token."""
+    i, o = _dataset_sample(name, n, seed)
+    return np.maximum(np.asarray(i, np.int64), 1), np.maximum(np.asarray(o, np.int64), 1)
+
+
 class Server:
-    """Slots, channels and the request stream of one serving run."""
+    """Slots, KV pools and the request stream of one serving run."""
 
     def __init__(
         self,
-        ctx: Ctx,
+        system: System,
         dataset: str,
         batch: int,
         seed: int,
@@ -102,26 +110,28 @@ class Server:
             raise ConfigError(f"batch must be positive, got {batch}")
         if max_seq_len < 2:
             raise ConfigError(f"max_seq_len must be at least 2, got {max_seq_len}")
-        self.ctx = ctx
+        self.system = system
+        self.kv = system.kv()
         self.dataset = dataset
         self.batch = batch
         self.seed = seed
         self.max_seq_len = max_seq_len
-        self.policy = get_policy(placement or ctx.system.placement)
+        self.policy = get_policy(placement or self.kv.placement)
         self.policy_state: dict = {}
-        self.nch = ctx.mem.organization.channels
+        self.nch = self.kv.pools
         if kv_capacity not in KV_CAPACITY_MODES:
             raise ConfigError(
                 f"kv_capacity must be one of {sorted(KV_CAPACITY_MODES)}, got {kv_capacity!r}"
             )
-        self.capacity = tiles_capacity_per_channel(ctx)
+        self.capacity = self.kv.capacity
         # "unlimited": the artifact's trace generator keeps exactly `batch` requests and checks
-        # capacity only afterwards (NEUPIMS.md sections 9, 13); a what-if, since the KV cache
-        # may then not fit. The tiles used are still counted (max_tiles_used_fraction > 1).
+        # capacity only afterwards (docs/sources/neupims.md §9, §13); a what-if, since the KV
+        # cache may then not fit. The units used are still counted (max_tiles_used_fraction > 1).
         self.limit = self.capacity if kv_capacity == "enforce" else np.iinfo(np.int64).max // 4
         if self.capacity <= 0:
             raise ConfigError(
-                f"{ctx.llm.name} with tp={ctx.tp}, pp={ctx.pp}: the weights leave no KV capacity"
+                f"{system.model} on {system.spec.name} with tp={system.tp}, pp={system.pp}: "
+                "the weights leave no KV capacity"
             )
         # "stage": the device keeps this batch's KV for its layers/pp blocks (the NeuPIMs
         # trace generator's rule, NEUPIMS.md section 7). "model": pp batches are in flight
@@ -129,7 +139,8 @@ class Server:
         # all the model's layers (the physical count when pp batches share the device).
         if kv_layers not in ("stage", "model"):
             raise ConfigError(f"kv_layers must be 'stage' or 'model', got {kv_layers!r}")
-        self.layers_dev = ctx.llm.layers // ctx.pp if kv_layers == "stage" else ctx.llm.layers
+        t = system.template
+        self.layers_dev = t.stage_layers if kv_layers == "stage" else t.model_layers
         # slot state (-1 channel = empty slot)
         self.inp = np.zeros(batch, np.int64)
         self.out = np.zeros(batch, np.int64)
@@ -145,14 +156,14 @@ class Server:
 
     # -- KV bookkeeping -----------------------------------------------------------------
     def tiles_for(self, ctx_len: np.ndarray) -> np.ndarray:
-        return deps.kv_tiles(ctx_len, self.ctx.e_eff, self.ctx.mem) * self.layers_dev
+        return self.kv.units(ctx_len, self.layers_dev)
 
     def context(self) -> np.ndarray:
         return np.minimum(self.inp + self.gen, self.max_seq_len)
 
     def _next_requests(self, n: int) -> list[tuple[int, int, int]]:
         while len(self.queue) < n:
-            i, o = deps.sample_requests(self.dataset, 1024, self.seed * 1_000_003 + self._draw)
+            i, o = sample_requests(self.dataset, 1024, self.seed * 1_000_003 + self._draw)
             self._draw += 1
             # an input longer than the context limit is truncated (as the trace generator's
             # min(input + generated, max)); it still produces at least one token
@@ -168,12 +179,10 @@ class Server:
         ctxlen = np.array([a + g for a, _, g in cand], np.int64)
         need = self.tiles_for(ctxlen + 1)
         act = self.ch >= 0
-        loads = deps.mha_estimate_cycles(ctxlen, self.ctx.e_eff, self.ctx.heads, self.ctx.mem)
+        loads = self.kv.load(ctxlen)
         cur = np.zeros(self.nch)
         if act.any():
-            est = deps.mha_estimate_cycles(
-                self.context()[act], self.ctx.e_eff, self.ctx.heads, self.ctx.mem
-            )
+            est = self.kv.load(self.context()[act])
             cur = np.bincount(self.ch[act], weights=est, minlength=self.nch)
         free = self.ch_free.astype(float)
         chans = self.policy(loads, need.astype(float), cur, free, self.policy_state)
@@ -202,7 +211,7 @@ class Server:
         warm-up then settles placement and capacity; this replaces thousands of warm-up
         iterations (ShareGPT outputs reach 1000+ tokens)."""
         rng = np.random.default_rng(self.seed * 7919 + 17)
-        i, o = deps.sample_requests(self.dataset, 8 * self.batch, self.seed * 1_000_003 + 999_983)
+        i, o = sample_requests(self.dataset, 8 * self.batch, self.seed * 1_000_003 + 999_983)
         i = np.minimum(i, self.max_seq_len - 1)
         life = np.maximum(1, np.minimum(o, self.max_seq_len - i))
         pick = rng.choice(len(i), size=self.batch, replace=True, p=life / life.sum())
@@ -264,7 +273,7 @@ class Server:
         self.refill(measuring)
         act = np.flatnonzero(self.ch >= 0)
         if measuring and act.size:
-            r = simulate_step(self.ctx, self.context()[act], self.ch[act])
+            r = self.system.step(self.context()[act], self.ch[act])
             st = self.stats
             t = r["wall_time_s"]
             st.iterations += 1
@@ -287,7 +296,7 @@ class Server:
 
 
 def serve(
-    ctx: Ctx,
+    system: System,
     dataset: str,
     batch: int,
     *,
@@ -308,7 +317,7 @@ def serve(
     metrics are those of the timed iterations (an unbiased sample, not a sum over all)."""
     if stride < 1:
         raise ConfigError(f"stride must be positive, got {stride}")
-    srv = Server(ctx, dataset, batch, seed, max_seq_len, placement, kv_layers, kv_capacity)
+    srv = Server(system, dataset, batch, seed, max_seq_len, placement, kv_layers, kv_capacity)
     if steady_start:
         srv.start_steady()
     for _ in range(warmup):
@@ -317,4 +326,4 @@ def serve(
         srv.step(True)
         for _ in range(stride - 1):
             srv.step(False)
-    return srv.stats.summary(ctx.tp * ctx.pp)
+    return srv.stats.summary(system.devices)

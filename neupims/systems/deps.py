@@ -1,8 +1,8 @@
-"""Adapters from the system model to the workloads and HBM/PIM layers.
+"""Adapters from the NPU/PIM system to the HBM/PIM device layer.
 
-The system model reads models and request streams from ``neupims.workloads`` and costs
-attention on PIM with ``neupims.devices.pim`` / ``neupims.devices.dram``; this module shapes
-their answers the way the iteration timeline uses them (per channel, memoised per length).
+The system costs attention on PIM with ``neupims.devices.pim`` / ``neupims.devices.dram``;
+this module shapes their answers the way the iteration timeline uses them (per channel,
+memoised per length), and gives the KV tile layout and Algorithm-1 load estimate.
 """
 
 from __future__ import annotations
@@ -12,66 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-
-# ---------------------------------------------------------------------------------------
-# Models
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LlmSpec:
-    """Decoder dimensions used by the system model (element counts, not bytes)."""
-
-    name: str
-    layers: int
-    heads: int
-    d_model: int
-    head_dim: int
-    d_ff: int
-    vocab: int
-    kv_heads: int = 0  # 0 = heads (multi-head attention)
-
-    @property
-    def n_kv_heads(self) -> int:
-        return self.kv_heads or self.heads
-
-    @property
-    def layer_params(self) -> int:
-        """Linear-layer parameters of one decoder block (QKV, output projection, FFN)."""
-        qkv = self.d_model * (self.heads + 2 * self.n_kv_heads) * self.head_dim
-        proj = self.heads * self.head_dim * self.d_model
-        return qkv + proj + 2 * self.d_model * self.d_ff
-
-    @property
-    def params(self) -> int:
-        return self.layers * self.layer_params + self.vocab * self.d_model
-
-
-def get_llm(name: str) -> LlmSpec:
-    """The decoder ``name`` from the workloads zoo, as the dimensions the system model uses."""
-    from neupims.workloads import get_model
-
-    m = get_model(name)
-    heads = int(m.heads)
-    return LlmSpec(
-        name=name,
-        layers=int(m.layers),
-        heads=heads,
-        d_model=int(m.d_model),
-        head_dim=int(getattr(m, "head_dim", 0) or m.d_model // heads),
-        d_ff=int(m.d_ff),
-        vocab=int(m.vocab),
-        kv_heads=int(getattr(m, "kv_heads", 0) or heads),
-    )
-
-
-def sample_requests(name: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(input_lens, output_lens) of ``n`` requests drawn with replacement, deterministic."""
-    from neupims.workloads.datasets import sample_requests as ws
-
-    i, o = ws(name, n, seed)
-    return np.maximum(np.asarray(i, np.int64), 1), np.maximum(np.asarray(o, np.int64), 1)
-
 
 # ---------------------------------------------------------------------------------------
 # PIM: KV tiles and MHA cost

@@ -27,6 +27,10 @@ from neupims.workloads.trace_io import TracedOp
 
 PHASES = ("prefill", "decode")
 
+#: Ops (by their name within a block) whose outputs are partial sums under the Megatron
+#: sharding above: row-parallel GEMMs, each followed by a TP all-reduce of its output.
+TP_ALLREDUCE_AFTER = ("attn.o", "mlp.fc2")
+
 
 @dataclass(frozen=True)
 class Step:

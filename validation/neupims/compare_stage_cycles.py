@@ -13,8 +13,7 @@ import pandas as pd
 
 from neupims.atomic import atomic_write_text
 from neupims.cli.iteration import read_snapshot
-from neupims.systems.base import get_system
-from neupims.systems.iteration import make_ctx, simulate_iteration
+from neupims.systems.base import build_system
 
 HERE = Path(__file__).resolve().parent
 SNAPSHOT = HERE.parents[2] / "shared/reference/neupims/share-gpt2-bs512-ms7B-tp4-clb-0.csv"
@@ -35,9 +34,9 @@ def main(argv: list[str]) -> int:
     if not path.exists():
         print(f"{path}: snapshot not found (needs ../shared/reference/neupims/)", file=sys.stderr)
         return 2
-    ctx = make_ctx(get_system("neupims"), "gpt3-7b", 4, layers=2, comm=False)
-    seq, ch = read_snapshot(path, ctx.mem.organization.channels)
-    r = simulate_iteration(ctx, seq, ch)
+    system = build_system("neupims", "gpt3-7b", 4, layers=2, comm=False)
+    seq, ch = read_snapshot(path, system.kv().pools)
+    r = system.iteration(seq, ch)
     ref = pd.read_csv(HERE / "released_sim_stage_cycles.csv").set_index("stage")
     rows = []
     for stage, content in CONTENT.items():

@@ -1,9 +1,10 @@
 """The ``neupims_serving`` kind: one serving run of one system (NeuPIMs Figs. 12-14, Table 4).
 
-A point names a registered system (``npu_only``, ``npu_pim``, ``neupims``, ``gpu_only``),
-optional overrides of its fields for the ablation (``dual_row_buffer``, ``placement``,
-``sbi``, ``sbi_min_batch``), the model, dataset, batch, tensor/pipeline parallelism and
-the length of the run. It returns the serving metrics of :func:`neupims.serving.serve`.
+A point names a registered system (``npu_only``, ``npu_pim``, ``npu_pim_sbi``, ``neupims``,
+``gpu_only``), optional overrides of its spec fields for the ablation (``dual_row_buffer``,
+``placement``, ``sbi``, ``sbi_min_batch``; ``dispatch`` for the GPU), overrides of its
+hardware (``hw_overrides``), the model, dataset, batch, tensor/pipeline parallelism and the
+length of the run. It returns the serving metrics of :func:`neupims.serving.serve`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from neupims.config.base import NonNegInt, PosInt, Spec
+from neupims.errors import ConfigError
 from neupims.experiments.kinds import ExperimentKind, register_kind
 
 METRICS = (
@@ -59,32 +61,31 @@ class ServingPoint(Spec):
     # "enforce": KV capacity per channel binds (preemption); "unlimited": always `batch`
     # requests, as the artifact's trace generator (docs/neupims.md, KV capacity)
     kv_capacity: Literal["enforce", "unlimited"] = "enforce"
-    # NPU hardware overrides, e.g. {systolic_array: {stationary_operand: inputs}}
-    npu_overrides: dict[str, Any] = Field(default_factory=dict)
+    # overrides of the system's main hardware config (the NPU's, the GPU's), e.g.
+    # {systolic_array: {stationary_operand: inputs}}
+    hw_overrides: dict[str, Any] = Field(default_factory=dict)
 
 
-def _ctx(cfg: ServingPoint, layers: int | None = None):
-    from neupims.systems.base import get_system
-    from neupims.systems.iteration import make_ctx
+def _system(cfg: ServingPoint, layers: int | None = None):
+    from neupims.systems.base import build_system
 
-    system = get_system(cfg.system, **cfg.overrides)
-    return make_ctx(
-        system,
+    return build_system(
+        cfg.system,
         cfg.model,
         cfg.tp,
         cfg.pp,
         layers=layers,
         comm=cfg.comm,
-        npu_overrides=cfg.npu_overrides,
+        hw_overrides=cfg.hw_overrides,
+        **cfg.overrides,
     )
 
 
 def run_point(cfg: ServingPoint) -> dict:
     from neupims.serving import serve
 
-    ctx = _ctx(cfg)
     row = serve(
-        ctx,
+        _system(cfg),
         cfg.dataset,
         cfg.batch,
         seed=cfg.seed,
@@ -108,12 +109,10 @@ def timeline(cfg: ServingPoint, path: Path) -> None:
     import numpy as np
 
     from neupims.serving.loop import Server
-    from neupims.systems.iteration import simulate_iteration
     from neupims.systems.timeline import write_chrome_trace
 
-    ctx = _ctx(cfg)
     srv = Server(
-        ctx,
+        _system(cfg),
         cfg.dataset,
         cfg.batch,
         cfg.seed,
@@ -127,9 +126,11 @@ def timeline(cfg: ServingPoint, path: Path) -> None:
         srv.step(False)
     srv.refill(False)
     act = np.flatnonzero(srv.ch >= 0)
-    small = _ctx(cfg, layers=2)
-    r = simulate_iteration(small, srv.context()[act], srv.ch[act], record=True)
-    write_chrome_trace(r.timeline, path, 1e9 / ctx.npu.clock_hz)
+    small = _system(cfg, layers=2)
+    r = small.iteration(srv.context()[act], srv.ch[act], record=True)
+    if r.timeline is None:
+        raise ConfigError(f"system {cfg.system}: its iteration has no stage timeline to export")
+    write_chrome_trace(r.timeline, path, 1e9 / r.clock_hz)
 
 
 register_kind(
