@@ -1,7 +1,7 @@
 """System registry: the four systems of the NeuPIMs evaluation as configuration.
 
 A system is a frozen :class:`SystemSpec`; the baselines differ only in its fields
-(NEUPIMS.md section 14: "the three simulated systems differ only in pim_type, the trace
+(docs/sources/neupims.md §14: "the three simulated systems differ only in pim_type, the trace
 placement and the SBI flag"). The ablation of Fig. 13 is the same spec with fields
 switched, e.g. ``get_system("npu_pim", dual_row_buffer=True)``.
 """
@@ -26,7 +26,7 @@ class SystemSpec(Spec):
     attention: Literal["npu", "pim", "gpu"] = "pim"
     dual_row_buffer: bool = False  # False = Newton blocked mode (one row buffer)
     placement: str = "round_robin"  # a policy of neupims.systems.placement.POLICIES
-    sbi: bool = False  # sub-batch interleaving (NEUPIMS.md section 10)
+    sbi: bool = False  # sub-batch interleaving (docs/sources/neupims.md §10)
     sbi_min_batch: NonNegInt = 0  # SBI only for batch >= this (artifact README: 256)
     # "threshold": SBI whenever sbi and batch >= sbi_min_batch (the artifact's rule);
     # "adaptive": each iteration runs whichever of SBI / no SBI its timeline predicts faster
@@ -69,7 +69,7 @@ register_system(
     )
 )
 # The naive baseline as the released artifact's `npu+pim` branch configures it: its system
-# json sets sub_batch_mode: true (NEUPIMS.md section 14), i.e. SBI in blocked mode, which the
+# json sets sub_batch_mode: true (docs/sources/neupims.md §14), i.e. SBI in blocked mode, which the
 # artifact README switches on for batch >= 256. The paper's text describes NPU+PIM without
 # SBI (`npu_pim`); docs/neupims.md reports the Fig. 12 ratios against both readings.
 register_system(

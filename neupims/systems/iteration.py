@@ -12,7 +12,7 @@ holds ``layers / pp`` blocks), a sub-batch of ``b`` requests does:
   down, TP all-reduce, add.
 
 Without SBI a block is QKV, MHA, Proj+FFN in sequence. With SBI the batch is split into two
-sub-batches per channel (Algorithm 3) and the stages A-F of NEUPIMS.md section 10 run, so
+sub-batches per channel (Algorithm 3) and the stages A-F of docs/sources/neupims.md §10 run, so
 T = A + B + (C + D)(N - 1) + E + F. Blocked mode (one row buffer): the NPU's weight DMA to a
 channel waits while that channel's PIM holds the banks; dual mode: they overlap.
 
@@ -600,7 +600,7 @@ def _metrics(ctx, sbs, stages, tl, sbi, total, period, tail, seq_lens, ch_idx, r
 
 
 def tiles_capacity_per_channel(ctx: Ctx) -> int:
-    """32 KB PIM tiles per channel left after the weights (NEUPIMS.md section 7):
+    """32 KB PIM tiles per channel left after the weights (docs/sources/neupims.md §7):
     floor((capacity - weights per device) / 32 KB / channels); weights = params*2 B/(tp*pp)."""
     mem = ctx.mem
     tile = mem.page_bytes * mem.banks_per_channel
