@@ -8,7 +8,7 @@
    ``--cold-jit`` points numba's cache at an empty folder so that time is the compile.
 2. Fast path vs command-level model: worst relative error over random MHA/GEMV shapes.
 3. Fast path: wall time for all MHA of one GPT-3 175B decode iteration at batch 512
-   (TP 8 x PP 4 as in NEUPIMS.md section 11: 12 heads of 128 per device, 96 layers, 32
+   (TP 8 x PP 4 as in docs/sources/neupims.md §11: 12 heads of 128 per device, 96 layers, 32
    channels), cold (every layer recomputed) and as a caller sees it (memoised).
 
 Run: ``.venv/bin/python benchmarks/bench_memsim.py [--quick] [--baseline OLD_hbm_channel.py]``
@@ -27,15 +27,17 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
+from neupims.cli.iteration import read_snapshot
 from neupims.config import load_hw
+from neupims.config.loader import ROOT
 from neupims.devices import hbm_channel as H
 from neupims.devices import pim
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/neupims"
+#: the NeuPIMs artifact's request snapshots, bundled unmodified
+REFERENCE = ROOT / "validation" / "neupims" / "reference"
 
 
 def _load_module(path: str):
@@ -161,19 +163,12 @@ def agreement(mem, quick: bool) -> None:
 
 
 def _batch(mem):
-    """512 (seq_len, channel) pairs: the released NeuPIMs ShareGPT snapshot (GMLBP) if it is
-    here, else ShareGPT lengths sampled (input + a uniform share of output, cap 2048) and
-    placed round-robin."""
+    """512 (seq_len, channel) pairs: the released NeuPIMs ShareGPT snapshot (GMLBP), bundled in
+    validation/neupims/reference/ (read with the CLI's validated reader: errors name the file
+    and line)."""
     ref = REFERENCE / "share-gpt2-bs512-ms7B-tp4-clb-0.csv"
-    if ref.exists():
-        data = np.loadtxt(ref, delimiter=",", skiprows=1, dtype=np.int64)
-        return data[:, 0], data[:, 1], ref.name
-    from neupims.workloads.datasets import sample_requests
-
-    i, o = sample_requests("sharegpt", 512, seed=0)
-    rng = np.random.default_rng(0)
-    s = np.minimum(i + (rng.random(512) * o).astype(np.int64), 2048)
-    return s, np.arange(512) % mem.organization.channels, "sampled ShareGPT, round-robin"
+    seq, ch = read_snapshot(ref, mem.organization.channels)
+    return seq, ch, ref.name
 
 
 def gpt3_175b(mem) -> None:

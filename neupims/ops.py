@@ -3,7 +3,7 @@
 Every op is hashable, so device models memoise their costs by ``(op, config)``.
 Units: FLOPs count one multiply-add as 2 FLOPs; bytes are bytes; sizes are elements.
 
-The trace CSV (see DESIGN.md) names an op in column ``op``; :data:`OP_KINDS` maps that
+The trace CSV (format in the README, "Formats") names an op in column ``op``; :data:`OP_KINDS` maps that
 name to its class, and :func:`op_from_row` builds and validates an op from CSV cells.
 """
 
@@ -215,12 +215,12 @@ class Conv2d(Op, _Window2d):
 
     @property
     def im2col_elems(self) -> int:
-        """Workspace of im2col: batch*c*r*s*Ho*Wo elements (KERNELS.md section 1)."""
+        """Workspace of im2col: batch*c*r*s*Ho*Wo elements (docs/sources/kernels.md §1)."""
         return self.batch * self.c * self.r * self.s * self.ho * self.wo
 
     @property
     def im2win_elems(self) -> int:
-        """Window tensor of im2win: batch*c*Ho*W*r elements (KERNELS.md section 1)."""
+        """Window tensor of im2win: batch*c*Ho*W*r elements (docs/sources/kernels.md §1)."""
         return self.batch * self.c * self.ho * (self.w + 2 * self.pad) * self.r
 
     @property
@@ -375,7 +375,7 @@ class Pool2d(Op, _Window2d):
 class SpMM(Op):
     """Block-sparse weight times dense activation: C[m, n] = A[m, k] @ W[k, n], where the
     weight W has a fraction ``sparsity`` of zero blocks of ``block_n`` x ``block_k``
-    (4 x 1 in the Intel sparse-inference paper, KERNELS.md section 4)."""
+    (4 x 1 in the Intel sparse-inference paper, docs/sources/kernels.md §4)."""
 
     name: ClassVar[str] = "spmm"
     m: int
@@ -408,7 +408,7 @@ class SpMM(Op):
 class QuantGemm(Op):
     """Weight-only quantised GEMM (FineQuant-style): activations ``dtype``, weights of
     ``wbits`` bits with one fp16 scale per ``group_size`` weights along k
-    (KERNELS.md section 3). C[m, n] = A[m, k] @ dequant(W)[k, n]."""
+    (docs/sources/kernels.md §3). C[m, n] = A[m, k] @ dequant(W)[k, n]."""
 
     name: ClassVar[str] = "quant_gemm"
     m: int
@@ -439,7 +439,7 @@ class QuantGemm(Op):
 @register_op
 @dataclass(frozen=True)
 class LutGemm(Op):
-    """LUT-based low-bit GEMM/GEMV (T-MAC, KERNELS.md section 5): ``wbits``-bit weights
+    """LUT-based low-bit GEMM/GEMV (T-MAC, docs/sources/kernels.md §5): ``wbits``-bit weights
     [n, k] split into one-bit planes, activations grouped by ``lut_group`` into tables of
     2**lut_group entries. m = 1 is the decode GEMV."""
 

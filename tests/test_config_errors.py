@@ -31,7 +31,7 @@ def test_bundled_configs_load(name):
 def test_bundled_numbers_derive_the_documented_peaks():
     mem = load_hw("hbm2_pim_neupims")
     assert mem.page_bytes == 1024 and mem.access_bytes == 64 and mem.banks_per_channel == 32
-    assert mem.peak_bytes_per_s == pytest.approx(1024e9)  # NEUPIMS.md §3: 1,024 GB/s
+    assert mem.peak_bytes_per_s == pytest.approx(1024e9)  # docs/sources/neupims.md §3: 1,024 GB/s
     assert mem.pim_peak_flops == pytest.approx(16.384e12)  # ~16.4 TFLOPS PIM peak
     npu = load_hw("npu_neupims")
     assert npu.peak_flops("fp16") == pytest.approx(262.144e12)  # 8*128*128*2*1 GHz

@@ -1,4 +1,4 @@
-"""Micron-style DRAM energy (NEUPIMS.md section 5) and the streaming fast path."""
+"""Micron-style DRAM energy (docs/sources/neupims.md §5) and the streaming fast path."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ MEM = load_hw("hbm2_pim_neupims")
 
 
 def test_per_command_energy_matches_the_documented_values():
-    # NEUPIMS.md section 5 (derived by hand from the ini currents): ACT 828 pJ, RD 804 pJ,
+    # docs/sources/neupims.md §5 (derived by hand from the ini currents): ACT 828 pJ, RD 804 pJ,
     # WR 1,068 pJ, REF 60.8 nJ, GWRITE 16 x RD, G_ACT 4 x ACT, COMP 4 x RD, READRES 1 x RD
     e = dram.command_energy_pj(MEM)
     assert e["ACT"] == pytest.approx(828)

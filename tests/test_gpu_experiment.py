@@ -19,7 +19,7 @@ def _point(kind, **kw):
 def test_point_reports_model_and_paper_numbers(kind):
     r = _point(kind, layer="conv12", algo="im2win")
     assert set(kind.metrics) <= set(r)
-    assert r["paper_tflops"] == pytest.approx(7.64)  # KERNELS.md 1.2, Conv12 im2win
+    assert r["paper_tflops"] == pytest.approx(7.64)  # docs/sources/kernels.md §1.2, Conv12 im2win
     assert r["paper_mem_gb"] == pytest.approx(0.815)
     assert r["tflops"] <= r["kernel_tflops"]  # the window copy costs time
 

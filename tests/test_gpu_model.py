@@ -105,7 +105,7 @@ def test_weight_only_int4_decode_gains_the_byte_ratio(model):
     fp16 = model.estimate(Gemm(1, 12288, 4096))
     int4 = model.estimate(QuantGemm(1, 12288, 4096, wbits=4, group_size=64))
     bytes_ratio = (12288 * 4096 * 2) / QuantGemm(1, 12288, 4096).weight_bytes
-    assert bytes_ratio == pytest.approx(16 / (4 + 16 / 64))  # KERNELS.md section 3
+    assert bytes_ratio == pytest.approx(16 / (4 + 16 / 64))  # docs/sources/kernels.md §3
     assert 1.5 < fp16.latency_s / int4.latency_s <= bytes_ratio
 
 
@@ -141,7 +141,7 @@ def test_im2win_window_is_a_third_of_im2col_for_3x3_stride_1(model):
     col = dict(model.estimate(Conv2d(**{**op.fields(), "algo": "im2col"})).detail)[
         "workspace_bytes"
     ]
-    assert win / col == pytest.approx(op.w / (op.wo * op.s), rel=1e-9)  # KERNELS.md s.1
+    assert win / col == pytest.approx(op.w / (op.wo * op.s), rel=1e-9)  # docs/sources/kernels.md §1
 
 
 def test_1x1_stride_1_im2win_needs_no_window_copy(model):

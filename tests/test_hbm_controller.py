@@ -193,7 +193,7 @@ def test_random_long_stream_with_refresh_is_legal():
 
 
 def test_pim_keeps_priority_under_saturating_random_reads():
-    """PIM commands win the command bus and the rank's tFAW window (NEUPIMS.md section 6):
+    """PIM commands win the command bus and the rank's tFAW window (docs/sources/neupims.md §6):
     a GEMV next to a saturating random-read stream finishes close to its idle time."""
     tiles = H.tiles_of(pim.gemv_program(256, 2048, MEM))
     alone = pim.pim_gemv_cycles(256, 2048, MEM)

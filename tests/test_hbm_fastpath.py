@@ -85,7 +85,7 @@ def test_order_of_requests_matters_only_at_the_end():
 
 
 def test_tile_layout_matches_paper_example():
-    # NEUPIMS.md section 7: s = 512, E = 1024 -> 32 + 32 tiles = 2 MB, the raw K + V bytes
+    # docs/sources/neupims.md §7: s = 512, E = 1024 -> 32 + 32 tiles = 2 MB, the raw K + V bytes
     tiles = pim.kv_tiles_per_request(512, 1024, MEM)
     assert tiles == 64
     assert tiles * 32 * MEM.page_bytes == 2 * 512 * 1024 * 2

@@ -1,7 +1,7 @@
 """Level 3 of the test pyramid: every timing gate is tight to the cycle.
 
 For each gate a prior command is issued, the probe ``earliest`` must equal the closed-form
-cycle from the timing table (NEUPIMS.md section 4/6), issuing one cycle early is refused by
+cycle from the timing table (docs/sources/neupims.md §4/§6), issuing one cycle early is refused by
 the channel AND the independent checker rejects a log with the command one cycle early,
 and issuing exactly on time is accepted by both.
 """
@@ -157,7 +157,7 @@ def test_global_buffer_gate():
 
 @pytest.mark.parametrize("dual,gap", [(True, T.tRRD_L), (False, T.tRAS + T.tRP)])
 def test_act_to_gact_same_bank_dual_vs_single(dual, gap):
-    """NEUPIMS.md section 6: ACT <-> G_ACT same bank is tRRD_L with dual buffers, tRC without.
+    """docs/sources/neupims.md §6: ACT <-> G_ACT same bank is tRRD_L with dual buffers, tRC without.
     A G_ACT counts as four activations, so with the real tFAW (30) the window hides tRRD_L;
     a config with a short tFAW exposes the gate itself."""
     short = MEM.model_copy(update={"timing": T.model_copy(update={"tFAW": 5})})

@@ -29,7 +29,8 @@ def test_gemv_is_a_gemm_with_its_own_name():
 
 
 def test_conv_im2col_and_im2win_sizes_match_kernels_md():
-    # Im2win Conv9: N=128, C=64, H=W=56, K=64, 3x3, stride 1, pad 0 -> Ho=54 (KERNELS.md 1.1)
+    # Im2win Conv9: N=128, C=64, H=W=56, K=64, 3x3, stride 1, pad 0 -> Ho=54
+    # (docs/sources/kernels.md §1.1)
     op = Conv2d(batch=128, c=64, h=56, w=56, kout=64, r=3, s=3, stride=1, pad=0, dtype="fp32")
     assert (op.ho, op.wo) == (54, 54)
     assert op.im2col_elems * 4 / 2**20 == pytest.approx(820.1, abs=0.1)

@@ -24,7 +24,7 @@ def check_kv(srv: Server):
 
 
 def test_capacity_close_to_paper_example():
-    # NEUPIMS.md section 7: GPT3-7B TP 4 gives 29,696 tiles per channel with the weights
+    # docs/sources/neupims.md §7: GPT3-7B TP 4 gives 29,696 tiles per channel with the weights
     # rounded down to 3 GB per device; the exact 6.65 G parameters (3.33 GB) leave 29,597.
     cap = ctx_for().kv().capacity
     params = 32 * (4096 * 3 * 4096 + 4096 * 4096 + 2 * 4096 * 16384) + 50304 * 4096

@@ -1,6 +1,6 @@
 """Model zoo and traces: FLOP closed forms, KV bytes, TP sharding, CNN MACs, round trips.
 
-Closed forms here are written from the hyper-parameters of WORKLOADS.md (sections 1-3),
+Closed forms here are written from the hyper-parameters of docs/sources/workloads.md §1-§3,
 independently of the trace code.
 """
 
@@ -14,7 +14,8 @@ from neupims.ops import Attention, Conv2d, Gemm
 from neupims.workloads import get_model, im2win_layers, list_models, trace
 from neupims.workloads.trace_io import parse_trace, read_trace, write_trace
 
-#: name -> (L, d, heads, kv, d_head, d_ff, gated, vocab) as printed in WORKLOADS.md.
+#: name -> (L, d, heads, kv, d_head, d_ff, gated, vocab) as printed in
+#: docs/sources/workloads.md §1.
 DOCUMENTED = {
     "gpt3-175b": (96, 12288, 96, 96, 128, 49152, False, 50257),
     "llama2-70b": (80, 8192, 64, 8, 128, 28672, True, 32000),
@@ -54,7 +55,7 @@ def test_gemm_flops_equal_closed_form(name, phase):
 
 
 def test_documented_parameter_counts():
-    # "params excl. embeddings" column of WORKLOADS.md section 1, in billions.
+    # "params excl. embeddings" column of docs/sources/workloads.md §1, in billions.
     expected = {
         "gpt3-125m": 0.08,
         "gpt3-1.3b": 1.21,
@@ -98,7 +99,7 @@ def test_decode_attention_reads_cache_plus_new_token():
     a = next(t.op for t in ops if t.layer == "L0.attn.core")
     assert (a.batch, a.heads, a.kv_heads, a.q_len, a.kv_len) == (4, 64, 8, 1, 1001)
     assert a.causal
-    # per request: h GEMVs of d_h x L twice (WORKLOADS.md section 4) = 4 h d_h L FLOPs
+    # per request: h GEMVs of d_h x L twice (docs/sources/workloads.md §4) = 4 h d_h L FLOPs
     assert a.flops == 4 * 4 * 64 * 128 * 1001
 
 
@@ -131,7 +132,7 @@ def test_layer_names_and_order_of_one_decoder_layer():
     assert sum(1 for t in ops if t.op.name == "attention") == 32
     # one softmax is inside each attention op: no separate softmax rows
     assert not any(getattr(t.op, "kind", None) == "softmax" for t in ops)
-    # SwiGLU: fused gate+up = 2 x d_ff; llama2-7b fc1 [22016, 4096] (WORKLOADS.md section 3)
+    # SwiGLU: fused gate+up = 2 x d_ff; llama2-7b fc1 [22016, 4096] (docs/sources/workloads.md §3)
     fc1 = next(t.op for t in ops if t.layer == "L0.mlp.fc1")
     assert (fc1.n, fc1.k) == (22016, 4096)
 
@@ -171,7 +172,7 @@ def test_tp_beyond_kv_heads_replicates_kv():
 
 
 def test_neupims_tp4_example_shapes():
-    # WORKLOADS.md section 3: NeuPIMs 7B TP 4 decode batch 512 (M x K x N).
+    # docs/sources/workloads.md §3: NeuPIMs 7B TP 4 decode batch 512 (M x K x N).
     ops = {t.layer: t.op for t in trace("gpt3-7b", "decode", 512, 100, tp=4)}
     got = [(ops[k].m, ops[k].k, ops[k].n) for k in ("L0.attn.qkv", "L0.attn.o")]
     got += [(ops[k].m, ops[k].k, ops[k].n) for k in ("L0.mlp.fc1", "L0.mlp.fc2")]
@@ -203,7 +204,7 @@ def test_cnn_ignores_phase_and_seq_and_scales_with_batch():
 
 
 def test_im2win_layers_match_documented_gflop():
-    # WORKLOADS.md section 7, GFLOP at N = 128 (GPU; CPU differs only for Conv4).
+    # docs/sources/workloads.md §7, GFLOP at N = 128 (GPU; CPU differs only for Conv4).
     gpu = [26.99, 27.98, 29.67, 305.22, 62.91, 30.20, 21.80, 228.38, 27.52, 25.52, 21.74, 15.10]
     layers = im2win_layers("gpu")
     assert [n for n, _ in layers] == [f"conv{i}" for i in range(1, 13)]
@@ -219,7 +220,7 @@ def test_vit_patch_embedding_and_class_head():
     ops = trace("vit-b-16", "prefill", 2, 1)
     patch = ops[0].op
     assert isinstance(patch, Conv2d)
-    assert patch.gemm_mnk == (196 * 2, 768, 768)  # WORKLOADS.md section 2
+    assert patch.gemm_mnk == (196 * 2, 768, 768)  # docs/sources/workloads.md §2
     qkv = next(t.op for t in ops if t.layer == "L0.attn.qkv")
     assert qkv.m == 2 * 197
     head = ops[-1].op
@@ -240,7 +241,7 @@ def test_ragged_decode_batch_groups_attention_by_length():
     ops = trace("llama2-7b", "decode", 4, lens)
     cores = [t.op for t in ops if t.layer == "L0.attn.core"]
     assert [(a.batch, a.q_len, a.kv_len) for a in cores] == [(1, 1, 8), (2, 1, 101), (1, 1, 2001)]
-    # per request h * d_h * (L_i + 1) MACs twice (WORKLOADS.md section 4)
+    # per request h * d_h * (L_i + 1) MACs twice (docs/sources/workloads.md §4)
     assert sum(a.flops for a in cores) == 4 * 32 * 128 * sum(n + 1 for n in lens)
     qkv = next(t.op for t in ops if t.layer == "L0.attn.qkv")
     assert qkv.m == 4

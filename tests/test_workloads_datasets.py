@@ -14,7 +14,7 @@ from neupims.workloads.datasets import (
     sample_requests,
 )
 
-# NEUPIMS.md section 12: (mean, median, p90, p99, max) of input and output tokens.
+# docs/sources/neupims.md §12: (mean, median, p90, p99, max) of input and output tokens.
 REPORTED = {
     "sharegpt": ((80.0, 17, 118, 1262, 196710), (295.7, 261, 576, 961, 63144)),
     "alpaca": ((12.1, 11, 17, 27, 99), (55.8, 41, 122, 249, 1005)),

@@ -1,7 +1,7 @@
 """Schema of an HBM (optionally PIM-enabled) memory configuration.
 
 Units: cycles are memory-clock cycles of ``tck_ns`` nanoseconds; currents in mA; volts.
-Numbers for the NeuPIMs device come from ../shared/docs/NEUPIMS.md sections 3-6.
+Numbers for the NeuPIMs device come from docs/sources/neupims.md §3-§6.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class MemOrganization(Spec):
 
 
 class MemTiming(Spec):
-    """DRAM timing table, every value in cycles of ``tck_ns`` (NEUPIMS.md section 4)."""
+    """DRAM timing table, every value in cycles of ``tck_ns`` (docs/sources/neupims.md §4)."""
 
     tck_ns: PosFloat
     CL: PosInt
@@ -75,7 +75,7 @@ class MemPower(Spec):
 
 
 class PimSpec(Spec):
-    """PIM units inside the banks (NEUPIMS.md sections 3, 6, 8)."""
+    """PIM units inside the banks (docs/sources/neupims.md §3, §6, §8)."""
 
     enabled: bool = True
     dual_row_buffer: bool = True

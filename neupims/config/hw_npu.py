@@ -1,6 +1,6 @@
 """Schema of an NPU: weight-stationary systolic arrays, vector units, SRAM.
 
-Numbers for the NeuPIMs NPU come from ../shared/docs/NEUPIMS.md section 2.
+Numbers for the NeuPIMs NPU come from docs/sources/neupims.md §2.
 """
 
 from __future__ import annotations

@@ -329,7 +329,7 @@ def spmm_time(hw: CpuConfig, op: SpMM) -> tuple[float, dict]:
 
 #: Vector instructions per 16 table lookups in T-MAC's inner loop: one TBL/PSHUFB, one
 #: widening accumulate and one nibble unpack of the packed weight indices (derived from
-#: the algorithm in KERNELS.md section 5; docs/cpu.md).
+#: the algorithm in docs/sources/kernels.md §5; docs/cpu.md).
 LUT_INSTR_PER_16 = 3.0
 LUT_SHUFFLES_PER_16 = 1.0
 

@@ -2,7 +2,7 @@
 
 Units: cycles are memory-clock cycles (``mem.timing.tck_ns`` ns each); energy in joules,
 per-command energies in pJ (pJ = V * mA * ns, the DRAMsim3/NewtonSim formulas quoted in
-../shared/docs/NEUPIMS.md section 5). The command-level reference model lives in
+docs/sources/neupims.md §5). The command-level reference model lives in
 :mod:`neupims.devices.hbm_channel`; the fast paths here are checked against it by
 ``tests/test_hbm_fastpath.py``.
 """
@@ -24,7 +24,7 @@ ZERO_ENERGY_COMMANDS = frozenset({"PRE", "PREA", "P_HEADER", "PIM_PRECHARGE", "P
 
 
 def command_energy_pj(mem) -> dict[str, float]:
-    """Energy of one command in pJ, one device per rank (NEUPIMS.md section 5).
+    """Energy of one command in pJ, one device per rank (docs/sources/neupims.md §5).
 
     ACT = VDD(IDD0 tRC - IDD3N tRAS - IDD2N tRP); RD/WR = VDD(IDD4R/W - IDD3N) burst;
     REF = VDD(IDD5AB - IDD3N) tRFC; GWRITE = (row bits / access bits) x RD = 16 x RD;

@@ -220,7 +220,8 @@ class GpuModel(DeviceModel):
 
     def _quant_gemm(self, op: QuantGemm) -> Cost:
         """Weight-only quantised GEMM: weights stream at wbits (+ one fp16 scale per group)
-        and are dequantised in registers before 16-bit MMA (FineQuant, KERNELS.md s.3)."""
+        and are dequantised in registers before 16-bit MMA (FineQuant,
+        docs/sources/kernels.md §3)."""
         e = self.eff
         _, peak = self.math_of(op.dtype)
         b = dtype_bytes(op.dtype)

@@ -5,7 +5,7 @@ beyond input, filter and output) and details. ``auto`` is the fastest of the alg
 cuDNN itself offers (implicit GEMM, im2col + GEMM, direct), as ``cudnn.benchmark`` picks;
 ``im2win`` is not in cuDNN and is only chosen when asked for.
 
-Layouts are NCHW, as in PyTorch and the Im2win paper (KERNELS.md section 1).
+Layouts are NCHW, as in PyTorch and the Im2win paper (docs/sources/kernels.md §1).
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ def window_copy_time(model, op: Conv2d) -> float:
 
 @register_conv("im2win")
 def im2win(model, op: Conv2d) -> ConvPlan:
-    """Im2win (Lu et al., Euro-Par 2023; KERNELS.md section 1): a copy kernel writes the
+    """Im2win (Lu et al., Euro-Par 2023; docs/sources/kernels.md §1): a copy kernel writes the
     window tensor, then an implicit GEMM over it with 128x128 CTA tiles on CUDA cores
     (the paper's kernel is FP32 SIMT). The paper's code pads C < 8 to 8 for its loads;
     its reported TFLOPS on those layers (8 TFLOPS on Conv1) exceed what padded work would

@@ -1,7 +1,7 @@
 """Command-level model of one HBM(-PIM) channel: banks with MEM and PIM row buffers, a
 timing-checked command issue API, and an FR-FCFS controller with a PIM queue.
 
-Units: cycles of ``mem.timing.tck_ns``. Facts: ../shared/docs/NEUPIMS.md sections 3-6; the
+Units: cycles of ``mem.timing.tck_ns``. Facts: docs/sources/neupims.md §3-§6; the
 timing table is :func:`neupims.devices.hbm_timing.rules`.
 
 Speed: time is never ticked. Every (command, bank / bank group / rank / channel) keeps the
@@ -525,7 +525,7 @@ PREA_, REF_, G_ACT_ = T.PREA, T.REF, T.G_ACT
 
 class Controller:
     """FR-FCFS controller with per-bank queues, open-page policy, a PIM queue served first
-    and all-bank refresh every tREFI (NEUPIMS.md section 3, controller row)."""
+    and all-bank refresh every tREFI (docs/sources/neupims.md §3, controller row)."""
 
     def __init__(self, channel: HbmChannel, *, queue_size: int | None = None):
         self.ch = channel

@@ -1,6 +1,6 @@
 """Independent checker: replays a command log against the HBM/PIM timing table.
 
-It restates every constraint from ../shared/docs/NEUPIMS.md sections 4 and 6 as a named
+It restates every constraint from docs/sources/neupims.md §4 and §6 as a named
 pairwise rule ("command A then command B on related targets needs >= gap cycles"), keeps its
 own bank state and history, and scans the log in order. It shares no bookkeeping with the
 scheduler (:mod:`neupims.devices.hbm_channel`), so a scheduler bug shows up as a violation.

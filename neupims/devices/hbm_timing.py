@@ -1,6 +1,6 @@
 """HBM/PIM command set and the timing table the command-level scheduler enforces.
 
-Units: memory-clock cycles (tCK). Facts: ../shared/docs/NEUPIMS.md section 4 (timing table,
+Units: memory-clock cycles (tCK). Facts: docs/sources/neupims.md §4 (timing table,
 derived composites "following DRAMsim3 rules") and section 6 (PIM commands, single vs dual
 row-buffer gaps). The independent checker (:mod:`neupims.devices.hbm_checker`) restates
 these constraints in its own form; keep both in step with docs/hbm_pim.md.
@@ -39,7 +39,7 @@ ACT, RD, WR, PRE, PREA, REF, P_HEADER, GWRITE, G_ACT, PIM_GEMV, READRES, PIM_PRE
 CHANNEL_WIDE = frozenset({P_HEADER, GWRITE, PIM_GEMV, READRES, PIM_PRECHARGE})
 
 #: Minimum COMP slots of a PIM_GEMV: NewtonSim's composite COMPS_READRES occupies
-#: 2 * (max(k, 6) + 1) ns (NEUPIMS.md section 6, [C]); we keep max(k, 6) COMP slots of
+#: 2 * (max(k, 6) + 1) ns (docs/sources/neupims.md §6, [C]); we keep max(k, 6) COMP slots of
 #: tCCD_L and read the results with separate READRES commands.
 MIN_COMP_SLOTS = 6
 
@@ -100,7 +100,7 @@ def rules(mem, dual: bool) -> dict[int, list[tuple[str, int, int, bool]]]:
     """The scheduler's timing table: command -> [(scope, later command, delay, +occ)]."""
     t = mem.timing
     g = Gaps.of(mem, dual)
-    # single vs dual row buffer (NEUPIMS.md section 6 table)
+    # single vs dual row buffer (docs/sources/neupims.md §6 table)
     act_gact = t.tRRD_L if dual else g.trc  # ACT <-> G_ACT same bank / bank group
     rd_pim = 0 if dual else g.rd_rd_l  # RD -> COMP/READRES
     wr_pim = 0 if dual else g.wr_rd_l  # WR -> COMP/READRES

@@ -1,6 +1,6 @@
 """NPU device model: weight-stationary systolic arrays, SIMD vector units, DMA over HBM.
 
-Facts (../shared/docs/NEUPIMS.md section 2, from the released ONNXim-based simulator):
+Facts (docs/sources/neupims.md §2, from the released ONNXim-based simulator):
 8 arrays of 128 x 128, weight-stationary, 1 GHz, FP16; one tile of a GEMM costs
 ``H + W - 2 + max(rows, 4)`` cycles once the weights are in, a weight preload costs ``H``
 cycles and tiles issue pipelined. Our reading (documented in docs/neupims.md):
@@ -33,7 +33,7 @@ from neupims.devices.base import Cost, DeviceModel, register_device
 from neupims.ops import ELEMENTWISE_KINDS, Attention, Conv2d, Elementwise, Gemm, Op, Pool2d
 from neupims.ops import dtype_bytes as _dtype_bytes
 
-#: ONNXim streams at least 4 rows per tile (``max(rows, 4)``), NEUPIMS.md section 2.
+#: ONNXim streams at least 4 rows per tile (``max(rows, 4)``), docs/sources/neupims.md §2.
 MIN_STREAM_ROWS = 4
 
 

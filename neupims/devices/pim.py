@@ -1,7 +1,7 @@
 """PIM fast paths: KV tile layout, NeuPIMs' Algorithm 1, and the closed-form MHA/GEMV latency.
 
 Units: cycles are memory-clock cycles (``mem.timing.tck_ns`` ns); energy in joules.
-Facts: ../shared/docs/NEUPIMS.md sections 6-8 (PIM commands, tile layout, Algorithm 1).
+Facts: docs/sources/neupims.md §6-§8 (PIM commands, tile layout, Algorithm 1).
 
 The closed form here is derived from the command sequence that the command-level controller
 (:mod:`neupims.devices.hbm_channel`) issues for a PIM GEMV tile, and is checked against it
@@ -56,7 +56,7 @@ def _check_pim(mem) -> None:
 
 
 def kv_tiles_per_request(seq_len: int, e_eff: int, mem) -> int:
-    """32 KB PIM tiles of one layer's K and V cache for one request (NEUPIMS.md section 7).
+    """32 KB PIM tiles of one layer's K and V cache for one request (docs/sources/neupims.md §7).
 
     ceil(s/B) * ceil(E/P) key tiles (one token per bank) + ceil(s/P) * ceil(E/B) value tiles
     (one embedding element per bank, a row holds P tokens); B banks per channel, P FP16
@@ -71,7 +71,7 @@ def kv_tiles_per_request(seq_len: int, e_eff: int, mem) -> int:
 
 
 def neupims_mha_estimate_cycles(seq_lens, e_eff: int, n_heads: int, mem) -> np.ndarray:
-    """NeuPIMs Algorithm 1 per request (NEUPIMS.md section 8), vectorised over ``seq_lens``.
+    """NeuPIMs Algorithm 1 per request (docs/sources/neupims.md §8), vectorised over ``seq_lens``.
 
     K^T q: c1 = ceil(E/P), t1 = ceil(s/B), lat = c1 L_GW + c1 t1 L_tile;
     s.V:   c2 = ceil(s/P) n_h, t2 = ceil(d_k/B), lat += c2 L_GW + c2 t2 L_tile,

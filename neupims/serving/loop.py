@@ -1,6 +1,6 @@
 """Continuous (iteration-level) batching of decode requests on one system.
 
-Orca-style scheduling with vLLM-style paged KV allocation (NEUPIMS.md sections 1, 7, 13):
+Orca-style scheduling with vLLM-style paged KV allocation (docs/sources/neupims.md §1, §7, §13):
 
 * ``batch`` slots are kept busy; an empty slot takes the next request of a seeded stream
   drawn (with replacement) from the dataset's length statistics. The prefill runs on a
@@ -134,7 +134,7 @@ class Server:
                 "the weights leave no KV capacity"
             )
         # "stage": the device keeps this batch's KV for its layers/pp blocks (the NeuPIMs
-        # trace generator's rule, NEUPIMS.md section 7). "model": pp batches are in flight
+        # trace generator's rule, docs/sources/neupims.md §7). "model": pp batches are in flight
         # (simulate_step) and the device keeps all of them, as many tiles as one batch over
         # all the model's layers (the physical count when pp batches share the device).
         if kv_layers not in ("stage", "model"):

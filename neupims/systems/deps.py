@@ -18,13 +18,13 @@ import numpy as np
 # ---------------------------------------------------------------------------------------
 
 
-#: FP16 elements per 1 KB row, Algorithm 1's P (NEUPIMS.md section 8).
+#: FP16 elements per 1 KB row, Algorithm 1's P (docs/sources/neupims.md §8).
 def _row_elems(mem) -> int:
     return mem.page_bytes // 2
 
 
 def kv_tiles(seq_lens, e_eff: int, mem) -> np.ndarray:
-    """32 KB PIM tiles of one layer's K and V per request (NEUPIMS.md section 7):
+    """32 KB PIM tiles of one layer's K and V per request (docs/sources/neupims.md §7):
     ceil(s/B) * ceil(E/P) key tiles + ceil(s/P) * ceil(E/B) value tiles. Vectorised form of
     ``neupims.devices.pim.kv_tiles_per_request`` (tests check they agree)."""
     s = np.asarray(seq_lens, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""KV-cache channel placement policies (NEUPIMS.md section 9), in a registry.
+"""KV-cache channel placement policies (docs/sources/neupims.md §9), in a registry.
 
 A policy places new requests on channels given each channel's current load (sum of the
 Algorithm 1 MHA estimates of its requests) and free 32 KB tiles:
@@ -39,7 +39,7 @@ def get_policy(name: str) -> Policy:
 @register_policy("round_robin")
 def round_robin(new_loads, new_tiles, ch_load, ch_free, state) -> np.ndarray:
     """NPU+PIM baseline: a pointer walks the channels, first fit on free tiles, and
-    advances after each placement (NEUPIMS.md section 9)."""
+    advances after each placement (docs/sources/neupims.md §9)."""
     nch = len(ch_load)
     ptr = state.get("ptr", 0)
     out = np.full(len(new_loads), -1, dtype=np.int64)

@@ -2,7 +2,7 @@
 
 An iteration is a list of :class:`Stage`. In a stage the NPU (systolic arrays + vector
 units) runs one chain of work and every PIM channel runs its share of one sub-batch's
-attention; the stage ends when both are done (NEUPIMS.md section 10: "each stage lasts
+attention; the stage ends when both are done (docs/sources/neupims.md §10: "each stage lasts
 max(NPU work, PIM work)"). simpy drives the NPU process and the PIM process of every
 stage, so an iteration costs O(layers x stages) events, never O(cycles).
 """

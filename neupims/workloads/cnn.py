@@ -106,7 +106,7 @@ def trace_cnn(
     return out
 
 
-#: Im2win benchmark: batch 128, FP32, pad 0 (WORKLOADS.md section 7, from seth-lu/Im2win
+#: Im2win benchmark: batch 128, FP32, pad 0 (docs/sources/workloads.md §7, from seth-lu/Im2win
 #: benchmarks/benchmarks.h). Conv4's input channels differ between the CUDA branch (32)
 #: and the CPU benchmark on main (64, test_benchmark.cpp); the YAML model holds the GPU set.
 IM2WIN_BATCH = 128

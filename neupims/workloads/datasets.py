@@ -1,7 +1,7 @@
 """Request-length distributions of serving datasets (``workloads/datasets/*.yaml``).
 
 A dataset file gives the input and output token-length statistics NeuPIMs reports
-(mean, median, p90, p99, max over ``pairs`` kept pairs; NEUPIMS.md section 12). From them
+(mean, median, p90, p99, max over ``pairs`` kept pairs; docs/sources/neupims.md §12). From them
 :class:`LengthDistribution` builds an inverse CDF that is piecewise power-law
 ("piecewise Pareto"): log(length) is linear in -log(1 - q) between the knots
 

@@ -97,7 +97,7 @@ class TransformerSpec(Spec):
     @property
     def params(self) -> int:
         """Linear parameters of all layers, excluding embeddings and the LM head
-        (the "params excl. embeddings" column of WORKLOADS.md)."""
+        (the "params excl. embeddings" column of docs/sources/workloads.md §1)."""
         return self.layers * self.layer_linear_params
 
     def kv_bytes_per_token(self, dtype_bytes: float = 2.0) -> float:

@@ -1,4 +1,4 @@
-"""Trace CSV read/write (format in DESIGN.md).
+"""Trace CSV read/write (format in the README, "Formats").
 
 A trace is a list of :class:`TracedOp`: an op plus the ``layer`` it comes from. Reading
 validates every row and reports the first bad one as ``FILE: line N: message``; line

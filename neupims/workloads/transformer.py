@@ -5,7 +5,7 @@ Per layer (pre-norm order; post-norm moves each norm after its residual add):
     norm, QKV gemm, attention (softmax inside), O gemm, add, norm, FFN up gemm,
     activation, FFN down gemm, add
 
-Shapes follow WORKLOADS.md sections 3 and 4. Linear layers have M = tokens in the step
+Shapes follow docs/sources/workloads.md §3 and §4. Linear layers have M = tokens in the step
 (batch in decode, batch x seq in prefill). Tensor parallelism is Megatron style: QKV and
 FFN up are column-parallel (N / tp), O and FFN down row-parallel (K / tp), heads are
 split across ranks and KV heads too, replicated when tp exceeds kv_heads. The trace is

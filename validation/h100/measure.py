@@ -140,7 +140,7 @@ def rnd(*shape, dtype):
 
 
 # ---------------------------------------------------------------- LLM linear layers
-#: [N_out, K_in] per model (WORKLOADS.md section 3).
+#: [N_out, K_in] per model (docs/sources/workloads.md §3).
 LINEAR_SHAPES = {
     "gpt3-6.7b": [(12288, 4096), (4096, 4096), (16384, 4096), (4096, 16384)],
     "gpt3-13b": [(15360, 5120), (5120, 5120), (20480, 5120), (5120, 20480)],
@@ -385,7 +385,7 @@ def im2col_conv(x, w, stride, pad):
 
 
 def im2win_transform(x, r, stride):
-    """The Im2win window tensor Win[N][C][Ho][W*R] (KERNELS.md section 1), one copy kernel."""
+    """The Im2win window tensor Win[N][C][Ho][W*R] (docs/sources/kernels.md §1), one copy kernel."""
     n, c, h, wd = x.shape
     return x.unfold(2, r, stride).contiguous()
 
@@ -515,7 +515,7 @@ def run_quant(wr, quick):
 
 
 # ---------------------------------------------------------------- end-to-end stacks
-#: GPT-3-class configs (WORKLOADS.md section 1): layers, d_model, heads, d_ff, vocab.
+#: GPT-3-class configs (docs/sources/workloads.md §1): layers, d_model, heads, d_ff, vocab.
 GPT = {
     "gpt3-6.7b": (32, 4096, 32, 16384, 50257),
     "gpt3-13b": (40, 5120, 40, 20480, 50257),

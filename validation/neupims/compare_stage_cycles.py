@@ -13,12 +13,15 @@ import pandas as pd
 
 from neupims.atomic import atomic_write_text
 from neupims.cli.iteration import read_snapshot
+from neupims.config.loader import ROOT
+from neupims.errors import NeupimsError
 from neupims.systems.base import build_system
 
 HERE = Path(__file__).resolve().parent
-SNAPSHOT = HERE.parents[2] / "shared/reference/neupims/share-gpt2-bs512-ms7B-tp4-clb-0.csv"
+#: the NeuPIMs artifact's GMLBP snapshot, bundled unmodified (reference/README.md here)
+SNAPSHOT = ROOT / "validation/neupims/reference/share-gpt2-bs512-ms7B-tp4-clb-0.csv"
 
-#: what each stage holds (NEUPIMS.md section 10): the NPU chain and the PIM sub-batch
+#: what each stage holds (docs/sources/neupims.md §10): the NPU chain and the PIM sub-batch
 CONTENT = {
     "A": "QKV SB1 | -",
     "B": "QKV SB2 | MHA SB1",
@@ -31,11 +34,12 @@ CONTENT = {
 
 def main(argv: list[str]) -> int:
     path = Path(argv[0]) if argv else SNAPSHOT
-    if not path.exists():
-        print(f"{path}: snapshot not found (needs ../shared/reference/neupims/)", file=sys.stderr)
-        return 2
     system = build_system("neupims", "gpt3-7b", 4, layers=2, comm=False)
-    seq, ch = read_snapshot(path, system.kv().pools)
+    try:
+        seq, ch = read_snapshot(path, system.kv().pools)
+    except NeupimsError as e:  # missing or malformed snapshot: one line, exit 2
+        print(e, file=sys.stderr)
+        return 2
     r = system.iteration(seq, ch)
     ref = pd.read_csv(HERE / "released_sim_stage_cycles.csv").set_index("stage")
     rows = []

@@ -1,6 +1,6 @@
 """Experiment kind ``conv_algos``: one convolution algorithm on one layer of a GPU config.
 
-Reproduces the Im2win GPU figure (Lu et al., Euro-Par 2023; KERNELS.md section 1.2):
+Reproduces the Im2win GPU figure (Lu et al., Euro-Par 2023; docs/sources/kernels.md §1.2):
 TFLOP/s and memory of the twelve Im2win layers for im2col + GEMM, the best cuDNN
 algorithm, Im2win and direct convolution. Each point is (hw, layer, algo); the result
 carries the model's numbers, the ratios to im2col on the same layer, and the paper's
@@ -17,7 +17,7 @@ from neupims.experiments.kinds import ExperimentKind, register_kind
 #: experiment algorithm name -> the model's conv algorithm (``auto`` = fastest of cuDNN's)
 ALGOS = {"im2col": "im2col", "cudnn_best": "auto", "im2win": "im2win", "direct": "direct"}
 
-#: The paper's per-layer results (KERNELS.md section 1.2, from the repository's
+#: The paper's per-layer results (docs/sources/kernels.md §1.2, from the repository's
 #: log/log_float_GPU_TFLOPS.txt and log_float_GPU_mem_GB.txt): TFLOPS and device memory in
 #: GB, the latter including a CUDA/PyTorch context of about 0.5-0.7 GB.
 PAPER_TFLOPS = {

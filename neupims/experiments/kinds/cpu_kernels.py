@@ -3,7 +3,7 @@
 * ``cpu_spmm``: 4x1 block-sparse int8 SpMM vs dense int8 GEMM (Shen et al., arXiv
   2306.16601: up to 5x over oneDNN dense at 70-90 % sparsity), BERT linear shapes.
 * ``tmac_cpu``: T-MAC decode tokens/s of Llama-2-7B and BitNet-3B at 1-4 weight bits (Wei et al., arXiv
-  2407.00088), with the paper's table (KERNELS.md section 5) where it has the point.
+  2407.00088), with the paper's table (docs/sources/kernels.md §5) where it has the point.
 * ``im2win_cpu``: Im2win vs im2col vs direct convolution on the twelve Im2win CPU layers
   (arXiv 2306.14320: 3.6x over im2col, 5.3x over direct, 41.6 % less memory).
 """
@@ -34,7 +34,7 @@ def _cpu(hw: str, threads: int | None = None, int8_flops_per_cycle: float | None
 
 
 # --------------------------------------------------------------------------- SpMM
-#: Linear layers of BERT-Base (WORKLOADS.md section 2): name -> (out features, in features).
+#: Linear layers of BERT-Base (docs/sources/workloads.md §2): name -> (out features, in features).
 BERT_BASE_LINEARS = {"qkv": (3 * 768, 768), "attn_out": (768, 768), "ffn1": (3072, 768),
                      "ffn2": (768, 3072)}  # fmt: skip
 
@@ -77,7 +77,7 @@ def run_spmm(cfg: SpmmPoint) -> dict:
 
 # --------------------------------------------------------------------------- T-MAC
 #: Decoder linears per layer, (out, in) x count, of the two models T-MAC reports
-#: (WORKLOADS.md sections 1 and 3: Llama-2-7B; BitNet b1.58 3B, 26 layers, hidden 3200,
+#: (docs/sources/workloads.md §1 and §3: Llama-2-7B; BitNet b1.58 3B, 26 layers, hidden 3200,
 #: intermediate 8640, vocab 32002). T-MAC runs BitNet's ternary weights as 2-bit.
 TMAC_MODELS = {
     "llama-2-7b": {"layers": 32, "linears": [((4096, 4096), 4), ((11008, 4096), 2),
@@ -94,7 +94,7 @@ LLAMACPP_NODES_PER_LAYER = 25
 #: llama.cpp stores the output projection as Q6_K: 210 bytes per 256 weights
 #: (ggml k-quants), i.e. 6.5625 bits per weight.
 LM_HEAD_BITS = 6.5625
-#: T-MAC decode tokens/s (KERNELS.md section 5, from T-MAC docs/profiling_data.md):
+#: T-MAC decode tokens/s (docs/sources/kernels.md §5, from T-MAC docs/profiling_data.md):
 #: (model, hw, threads, bits) -> (llama.cpp, T-MAC).
 TMAC_PAPER = {
     ("llama-2-7b", "m2_ultra", 1, 2): (3.82, 16.68), ("llama-2-7b", "m2_ultra", 1, 4): (5.65, 8.97),
