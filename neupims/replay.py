@@ -1,53 +1,40 @@
-"""Replay a trace on a hardware config: one cost row per op, same order."""
+"""Replay a trace on a hardware config: one cost row per op (same order) and the step.
+
+``replay`` gives each op's isolated cost (what a micro-benchmark of that op measures);
+``replay_step`` adds the whole step as the device runs it (``DeviceModel.step``: for a GPU,
+kernels back to back on a stream and the host's dispatch, eager or from a CUDA graph).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from neupims.config import HwConfig, load_hw
 from neupims.devices import Cost, get_model
+from neupims.devices.base import StepCost
 from neupims.workloads.trace_io import TracedOp
 
 
-@dataclass(frozen=True)
-class ReplaySummary:
-    ops: int
-    latency_s: float
-    flops: float
-    bytes: float
-    peak_footprint_bytes: float
-    model: str
-
-    @property
-    def tflops_per_s(self) -> float:
-        return self.flops / self.latency_s / 1e12 if self.latency_s > 0 else 0.0
-
-    def text(self) -> str:
-        return (
-            f"{self.ops} ops on {self.model}: total {self.latency_s * 1e3:.3f} ms, "
-            f"{self.flops / 1e9:.2f} GFLOP, achieved {self.tflops_per_s:.2f} TFLOP/s, "
-            f"{self.bytes / 1e9:.3f} GB moved, peak op footprint {self.peak_footprint_bytes / 2**20:.1f} MiB"
-        )
+def _hw(hw: HwConfig | str | Path) -> HwConfig:
+    return hw if hasattr(hw, "kind") else load_hw(hw)
 
 
 def replay_costs(
     trace: Sequence[TracedOp], hw: HwConfig | str | Path, model: str | None = None
 ) -> list[Cost]:
-    """Estimate every op of ``trace`` on ``hw``; ops run one after another."""
-    if not hasattr(hw, "kind"):
-        hw = load_hw(hw)
-    dev = get_model(hw, model)
+    """Estimate every op of ``trace`` on ``hw`` in isolation."""
+    dev = get_model(_hw(hw), model)
     return [dev.estimate(t.op) for t in trace]
 
 
 def replay(
     trace: Sequence[TracedOp], hw: HwConfig | str | Path, model: str | None = None
 ) -> pd.DataFrame:
-    """Replay ``trace`` on ``hw``: a DataFrame with the trace columns plus the cost columns."""
+    """Replay ``trace`` on ``hw``: a DataFrame with the trace columns plus the cost columns
+    of each op in isolation (``latency_s`` is the op's own time)."""
     costs = replay_costs(trace, hw, model)
     rows = []
     for t, c in zip(trace, costs, strict=True):
@@ -57,12 +44,31 @@ def replay(
     return pd.DataFrame(rows)
 
 
-def summarise(df: pd.DataFrame) -> ReplaySummary:
-    return ReplaySummary(
-        ops=len(df),
-        latency_s=float(df["latency_s"].sum()),
-        flops=float(df["flops"].sum()),
-        bytes=float(df["bytes"].sum()),
-        peak_footprint_bytes=float(df["footprint_bytes"].max()) if len(df) else 0.0,
-        model=",".join(sorted(set(df["model"]))) if len(df) else "",
+def replay_step(
+    trace: Sequence[TracedOp],
+    hw: HwConfig | str | Path,
+    model: str | None = None,
+    dispatch: str | None = None,
+) -> tuple[pd.DataFrame, StepCost]:
+    """The per-op table of :func:`replay` and the whole step (``dispatch``: the device's
+    default when None, ``eager`` for GPUs)."""
+    hw = _hw(hw)
+    df = replay(trace, hw, model)
+    step = get_model(hw, model).step([t.op for t in trace], dispatch)
+    return df, step
+
+
+def step_text(step: StepCost) -> str:
+    """One line: the step's time and what it is made of."""
+    ms = 1e3
+    parts = [f"busy {step.busy_s * ms:.3f} ms"]
+    if step.host_s > 0:
+        parts.append(f"host dispatch {step.host_s * ms:.3f} ms")
+    parts.append(f"ops one by one in isolation {step.isolated_s * ms:.3f} ms")
+    tflops = step.flops / step.latency_s / 1e12 if step.latency_s > 0 else 0.0
+    return (
+        f"{step.ops} ops on {step.model} ({step.dispatch} dispatch): step "
+        f"{step.latency_s * ms:.3f} ms ({', '.join(parts)}); {step.flops / 1e9:.2f} GFLOP, "
+        f"achieved {tflops:.2f} TFLOP/s, {step.bytes / 1e9:.3f} GB moved, peak footprint "
+        f"{step.peak_footprint_bytes / 2**30:.2f} GiB"
     )

@@ -15,6 +15,7 @@ kind: replay
 base: {model: gpt3-125m, phase: decode, seq: 256, hw: h100_sxm}
 sweep:
   grid:
+    dispatch: [graph, eager]
     hw_overrides.hbm_bandwidth_gbps: [1675, 3350]
     batch: [1, 8]
 """
@@ -34,14 +35,25 @@ def results(tmp_path_factory):
 
 def test_metrics_follow_from_the_replayed_step(results):
     df, _ = results
-    assert list(df["status"]) == ["ok"] * 4
+    assert list(df["status"]) == ["ok"] * 8
     assert (df["tokens_per_s"] == df["batch"] / df["latency_s"]).all()
     assert (df["tflops_per_s"] - df["flops"] / df["latency_s"] / 1e12).abs().max() < 1e-9
-    # the override changes only the hardware: same work, and decode is faster with more bandwidth
+    # the override changes only the hardware: same work, and from a CUDA graph decode is
+    # faster with more bandwidth
     bw = "hw_overrides.hbm_bandwidth_gbps"
-    slow, fast = df[df[bw] == 1675].reset_index(), df[df[bw] == 3350].reset_index()
+    graph = df[df["dispatch"] == "graph"]
+    slow, fast = graph[graph[bw] == 1675].reset_index(), graph[graph[bw] == 3350].reset_index()
     assert (slow["flops"] == fast["flops"]).all() and (slow["bytes"] == fast["bytes"]).all()
     assert (slow["latency_s"] > fast["latency_s"]).all()
+    assert (graph["latency_s"] == graph["busy_s"]).all()
+    # eager PyTorch: the host's dispatch of this small model's 124 ops is the step, whatever
+    # the bandwidth (host_op_us from the H100 calibration)
+    from neupims.config import load_hw
+
+    eager = df[df["dispatch"] == "eager"]
+    host = eager["ops"] * load_hw("h100_sxm").efficiency["host_op_us"] * 1e-6
+    assert eager["latency_s"].to_numpy() == pytest.approx(host.to_numpy(), rel=1e-12)
+    assert (eager["latency_s"].to_numpy() > graph["latency_s"].to_numpy()).all()
 
 
 def test_timeline_of_the_first_point_covers_its_ops(results):
@@ -50,8 +62,8 @@ def test_timeline_of_the_first_point_covers_its_ops(results):
     assert tl["otherData"]["batch"] == 1 and events[0]["ph"] == "X"
     first = df.iloc[0]
     assert first[["hw_overrides.hbm_bandwidth_gbps", "batch"]].tolist() == [1675, 1]
-    total_us = sum(e["dur"] for e in events)
-    assert total_us == pytest.approx(first["latency_s"] * 1e6, rel=1e-9)
+    total_us = sum(e["dur"] for e in events)  # ops back to back at their isolated times
+    assert total_us == pytest.approx(first["sum_isolated_s"] * 1e6, rel=1e-9)
     assert all(b["ts"] == pytest.approx(a["ts"] + a["dur"]) for a, b in itertools.pairwise(events))
 
 
@@ -75,6 +87,6 @@ def test_list_kinds_shows_keys_and_metrics(capsys):
     assert main(["run", "--list-kinds"]) == 0
     out = capsys.readouterr().out
     assert "replay: trace one step" in out
-    assert "keys: model, phase, batch, seq, tp, dtype, hw, hw_overrides, device_model" in out
+    assert "keys: model, phase, batch, seq, tp, dtype, hw, hw_overrides, device_model, dispatch" in out
     assert main(["run"]) == 2
     assert "give an experiment YAML file (or --list-kinds)" in capsys.readouterr().err

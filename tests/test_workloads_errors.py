@@ -118,7 +118,8 @@ def test_unknown_model_name_lists_close_matches():
         ({"tp": 3}, "llama2-7b: tp=3 must divide heads=32 (and d_ff=11008)"),
         ({"tp": 0}, "tp must be a positive integer, got 0"),
         ({"batch": 0}, "batch must be a positive integer, got 0"),
-        ({"seq": -1}, "seq must be a positive integer, got -1"),
+        ({"seq": -1}, "seq must be an integer >= 0, got -1"),  # decode: an empty cache is fine
+        ({"seq": 0, "phase": "prefill"}, "seq must be a positive integer, got 0"),
         ({"phase": "train"}, "phase must be one of ['prefill', 'decode'], got 'train'"),
         ({"dtype": "fp12"}, "unknown dtype 'fp12'; expected one of"),
     ],
@@ -157,7 +158,12 @@ def test_ragged_lengths_must_match_batch_and_be_positive():
     with pytest.raises(NeupimsError, match="seq has 2 per-request lengths but batch is 3"):
         trace("gpt3-125m", "decode", 3, [5, 6])
     with pytest.raises(NeupimsError, match=re.escape("seq[1] must be a positive integer, got 0")):
-        trace("gpt3-125m", "decode", 2, [5, 0])
+        trace("gpt3-125m", "prefill", 2, [5, 0])
+    with pytest.raises(NeupimsError, match=re.escape("seq[1] must be an integer >= 0, got -2")):
+        trace("gpt3-125m", "decode", 2, [5, -2])
+    # a decode step over an empty cache attends to its own token only
+    (core,) = [t.op for t in trace("gpt3-125m", "decode", 2, [0, 0]) if t.layer == "L0.attn.core"]
+    assert core.kv_len == 1 and core.batch == 2
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from neupims.errors import ConfigError
 from neupims.ops import Op
 
 
@@ -126,7 +127,7 @@ class DeviceModel:
         if dispatch is None:
             return self.dispatch_modes[0]
         if dispatch not in self.dispatch_modes:
-            raise ValueError(
+            raise ConfigError(
                 f"dispatch {dispatch!r} is not modelled for {self.name} devices; "
                 f"expected one of {list(self.dispatch_modes)}"
             )

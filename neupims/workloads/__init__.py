@@ -31,23 +31,24 @@ TRACERS: dict[str, Callable[..., list[TracedOp]]] = {
 }
 
 
-def _positive(what: str, v: object) -> int:
-    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-        raise NeupimsError(f"{what} must be a positive integer, got {v!r}")
+def _positive(what: str, v: object, minimum: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise NeupimsError(f"{what} must be {kind}, got {v!r}")
     return int(v)
 
 
-def _lengths(batch: int, seq: int | Sequence[int]) -> tuple[int, ...]:
+def _lengths(batch: int, seq: int | Sequence[int], minimum: int = 1) -> tuple[int, ...]:
     """One length per request: ``seq`` repeated ``batch`` times, or ``seq`` itself."""
     if isinstance(seq, Sequence | np.ndarray) and not isinstance(seq, str):
-        seqs = tuple(_positive(f"seq[{i}]", v) for i, v in enumerate(seq))
+        seqs = tuple(_positive(f"seq[{i}]", v, minimum) for i, v in enumerate(seq))
         if len(seqs) != batch:
             raise NeupimsError(
                 f"seq has {len(seqs)} per-request lengths but batch is {batch}; "
                 "give one length per request"
             )
         return seqs
-    return (_positive("seq", seq),) * batch
+    return (_positive("seq", seq, minimum),) * batch
 
 
 def trace(
@@ -63,7 +64,7 @@ def trace(
     """Ops of one forward step of ``model`` (a zoo name, YAML path or spec).
 
     - ``phase``: ``prefill`` (``seq`` prompt tokens per sequence) or ``decode`` (one new
-      token per sequence; ``seq`` tokens already in the KV cache, so attention reads
+      token per sequence; ``seq`` >= 0 tokens already in the KV cache, so attention reads
       ``seq + 1`` keys). Encoders run their whole input whatever the phase; ViTs and CNNs
       ignore ``phase`` and ``seq``.
     - ``seq`` may also be a list of ``batch`` per-request lengths (a ragged batch): linear
@@ -80,7 +81,9 @@ def trace(
     if phase not in PHASES:
         raise NeupimsError(f"phase must be one of {list(PHASES)}, got {phase!r}")
     batch = _positive("batch", batch)
-    seqs = _lengths(batch, seq)
+    # a decode step may start from an empty cache (it then attends to its own token only)
+    empty_ok = phase == "decode" and getattr(spec, "kind", "") == "decoder"
+    seqs = _lengths(batch, seq, 0 if empty_ok else 1)
     tp = _positive("tp", tp)
     if dtype not in DTYPE_BYTES:
         raise NeupimsError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_BYTES)}")

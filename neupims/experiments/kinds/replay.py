@@ -6,11 +6,14 @@ Point config: ``model`` (zoo name, ``neupims trace --list``), ``phase``, ``batch
 config (``hw_overrides.hbm_bandwidth_gbps: [2000, 3350]``) and optional ``device_model``
 (default: the most detailed model registered for the hardware kind).
 
-Ops run one after another (no overlap), as in ``neupims replay``. Metrics: ``latency_s``
-(seconds per step), ``tokens_per_s`` (batch / latency for decode, batch x seq / latency
-for prefill), ``tflops_per_s`` (achieved), ``flops``, ``bytes`` (moved to/from main
-memory), ``peak_footprint_bytes`` (largest single-op footprint), ``energy_j`` (NaN when
-the device model has no energy model), ``ops`` and ``device_model`` (the model used).
+The step is costed as ``neupims replay`` costs it (``DeviceModel.step``; ``dispatch``:
+``eager`` or ``graph`` for GPUs, default eager as plain PyTorch; ops back to back elsewhere).
+Metrics: ``latency_s`` (seconds per step), ``tokens_per_s`` (batch / latency for decode,
+batch x seq / latency for prefill), ``tflops_per_s`` (achieved), ``flops``, ``bytes`` (moved
+to/from main memory), ``peak_footprint_bytes`` (weights and KV caches plus the largest
+activation of one op), ``busy_s`` (the device's busy time), ``sum_isolated_s`` (the ops'
+isolated times summed), ``energy_j`` (NaN when the device model has no energy model),
+``ops``, ``dispatch`` and ``device_model`` (the model used).
 """
 
 from __future__ import annotations
@@ -34,8 +37,11 @@ METRICS = (
     "flops",
     "bytes",
     "peak_footprint_bytes",
+    "busy_s",
+    "sum_isolated_s",
     "energy_j",
     "ops",
+    "dispatch",
     "device_model",
 )
 
@@ -50,6 +56,7 @@ class ReplayPoint(Spec):
     hw: str
     hw_overrides: dict[str, Any] = Field(default_factory=dict)
     device_model: str | None = None
+    dispatch: Literal["eager", "graph", "serial"] | None = None  # None: the device's default
 
     @field_validator("model")
     @classmethod
@@ -88,36 +95,37 @@ def _trace(model: str, phase: str, batch: int, seq: int, tp: int, dtype: str):
 
 def _replay(cfg: ReplayPoint):
     from neupims.experiments.overrides import apply_hw_overrides
-    from neupims.replay import replay
+    from neupims.replay import replay_step
 
     hw = apply_hw_overrides(cfg.hw, cfg.hw_overrides)
     ops = _trace(cfg.model, cfg.phase, cfg.batch, cfg.seq, cfg.tp, cfg.dtype)
-    return replay(list(ops), hw, cfg.device_model)
+    return replay_step(list(ops), hw, cfg.device_model, cfg.dispatch)
 
 
 def run_point(cfg: ReplayPoint) -> dict[str, Any]:
-    from neupims.replay import summarise
-
-    df = _replay(cfg)
-    s = summarise(df)
+    df, s = _replay(cfg)
     tokens = cfg.batch if cfg.phase == "decode" else cfg.batch * cfg.seq
     energy = float(df["energy_j"].sum()) if "energy_j" in df else math.nan
     return {
         "latency_s": s.latency_s,
         "tokens_per_s": tokens / s.latency_s if s.latency_s > 0 else math.inf,
-        "tflops_per_s": s.tflops_per_s,
+        "tflops_per_s": s.flops / s.latency_s / 1e12 if s.latency_s > 0 else 0.0,
         "flops": s.flops,
         "bytes": s.bytes,
         "peak_footprint_bytes": s.peak_footprint_bytes,
+        "busy_s": s.busy_s,
+        "sum_isolated_s": s.isolated_s,
         "energy_j": energy,
         "ops": s.ops,
+        "dispatch": s.dispatch,
         "device_model": s.model,
     }
 
 
 def timeline(cfg: ReplayPoint, path: str | Path) -> None:
-    """Chrome-trace JSON (chrome://tracing, Perfetto) of the point's ops, back to back."""
-    df = _replay(cfg)
+    """Chrome-trace JSON (chrome://tracing, Perfetto) of the point's ops, back to back at
+    their isolated latencies."""
+    df, _ = _replay(cfg)
     events, t_us = [], 0.0
     for row in df.itertuples(index=False):
         dur = float(row.latency_s) * 1e6
