@@ -87,6 +87,8 @@ def test_list_kinds_shows_keys_and_metrics(capsys):
     assert main(["run", "--list-kinds"]) == 0
     out = capsys.readouterr().out
     assert "replay: trace one step" in out
-    assert "keys: model, phase, batch, seq, tp, dtype, hw, hw_overrides, device_model, dispatch" in out
+    assert (
+        "keys: model, phase, batch, seq, tp, dtype, hw, hw_overrides, device_model, dispatch" in out
+    )
     assert main(["run"]) == 2
     assert "give an experiment YAML file (or --list-kinds)" in capsys.readouterr().err

@@ -275,6 +275,11 @@ def test_iteration_cli_json(capsys, tmp_path):
     d = json.loads(capsys.readouterr().out)
     assert set(d["stage_cycles"]) == {"QKV", "MHA", "ProjFFN"}
     assert d["channel_load_max_over_mean"] < 1.1
+    # the GPU system has one KV pool: the snapshot's PIM channels do not apply to it
+    argv = ["iteration", "--system", "gpu_only", "--model", "llama2-70b", "--tp", "8"]
+    assert main([*argv, "--requests", str(CLB), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["batch"] == 512 and d["weight_params"] > 0 and d["pim_utilisation"] == 0
 
 
 def test_iteration_cli_bad_snapshot(tmp_path, capsys):

@@ -37,9 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_snapshot(path: str | Path, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``seq_len,ch_idx`` rows for a memory of ``channels`` channels; errors name the
-    file and line."""
+def read_snapshot(path: str | Path, channels: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``seq_len,ch_idx`` rows for a memory of ``channels`` channels (None: any channel
+    index is accepted); errors name the file and line."""
     path = Path(path)
     try:
         fh = path.open(newline="")
@@ -66,7 +66,7 @@ def read_snapshot(path: str | Path, channels: int) -> tuple[np.ndarray, np.ndarr
                 raise TraceError(
                     f"{path}: line {line}: need seq_len >= 1 and ch_idx >= 0, got {s}, {c}"
                 )
-            if c >= channels:
+            if channels is not None and c >= channels:
                 raise TraceError(
                     f"{path}: line {line}: ch_idx {c} out of range 0..{channels - 1} "
                     f"(the memory has {channels} channels)"
@@ -96,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
         args.system, args.model, args.tp, args.pp, layers=args.layers, comm=args.comm, **overrides
     )
     kv = system.kv()
-    seq, ch = read_snapshot(args.requests, kv.pools)
+    # one KV pool (a GPU's memory): the snapshot's PIM channels do not apply
+    seq, ch = read_snapshot(args.requests, kv.pools if kv.pools > 1 else None)
+    if kv.pools == 1:
+        ch = np.zeros_like(ch)
     if args.placement:
         ch = place_all(args.placement, kv.load(seq), kv.units(seq, 1), kv.pools)
     r = system.iteration(seq, ch, record=bool(args.timeline))
