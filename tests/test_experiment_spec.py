@@ -225,3 +225,21 @@ def test_sweep_size_is_grid_product_times_zip_length(xs, labels, zipped):
     assert len({p.key for p in exp.points}) == len(exp.points)
     for p in exp.points:  # every swept value is in the resolved config
         assert all(p.config[k] == v for k, v in p.swept.items())
+
+
+def test_set_overrides_a_base_key_and_refuses_a_swept_one(tmp_path):
+    """`neupims run --set KEY=VALUE`: the value (YAML) lands in the base of every point; a
+    swept key or a malformed assignment is one clear error."""
+    from neupims.cli.run import _assignments
+    from neupims.errors import ConfigError
+    from neupims.experiments import load_experiment
+
+    f = tmp_path / "e.yaml"
+    f.write_text("name: e\nkind: synthetic\nbase: {x: 1.0}\nsweep:\n  grid:\n    y: [1, 2]\n")
+    exp = load_experiment(f, _assignments(["x=2.5"]))
+    assert [p.config["x"] for p in exp.points] == [2.5, 2.5]
+    assert "# --set x=2.5" in exp.text
+    with pytest.raises(ConfigError, match="--set y: the experiment sweeps 'y'"):
+        load_experiment(f, {"y": 3})
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        _assignments(["x"])

@@ -32,6 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sbi", choices=("on", "off"), default=None, help="override sub-batching")
     p.add_argument("--dual-row-buffer", choices=("on", "off"), default=None)
     p.add_argument("--comm", action="store_true", help="model TP all-reduce on the interconnect")
+    p.add_argument(
+        "--preset",
+        default="paper",
+        help="'paper' (the hardware as the paper describes it) or 'released' (as the released "
+        "NeuPIMs simulator runs it; docs/neupims.md, Presets)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--timeline", default=None, help="write a Chrome trace JSON of the iteration")
     p.set_defaults(func=run)
@@ -93,7 +99,14 @@ def run(args: argparse.Namespace) -> int:
     if args.dual_row_buffer:
         overrides["dual_row_buffer"] = args.dual_row_buffer == "on"
     system = build_system(
-        args.system, args.model, args.tp, args.pp, layers=args.layers, comm=args.comm, **overrides
+        args.system,
+        args.model,
+        args.tp,
+        args.pp,
+        layers=args.layers,
+        comm=args.comm,
+        preset=args.preset,
+        **overrides,
     )
     kv = system.kv()
     # one KV pool (a GPU's memory): the snapshot's PIM channels do not apply
@@ -108,7 +121,13 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--timeline: system {args.system} has no stage timeline to export")
         write_chrome_trace(r.timeline, args.timeline, 1e9 / r.clock_hz)
     d = r.as_dict()
-    d.update(model=args.model, tp=args.tp, pp=args.pp, placement=args.placement or "from trace")
+    d.update(
+        model=args.model,
+        tp=args.tp,
+        pp=args.pp,
+        preset=args.preset,
+        placement=args.placement or "from trace",
+    )
     if args.json:
         print(json.dumps(d, indent=2, default=float))
     else:

@@ -39,6 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="points per worker task (default: about 4 tasks per worker, at most 16)",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a key of the experiment's base before expanding it (VALUE is YAML; repeatable), "
+        "e.g. --set preset=released",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--no-figures", action="store_true", help="skip drawing the figures")
     p.set_defaults(func=run)
@@ -65,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--jobs {args.jobs}: expected a positive number of processes")
     if args.chunk is not None and args.chunk < 1:
         raise ConfigError(f"--chunk {args.chunk}: expected a positive number of points")
-    exp = load_experiment(args.experiment)
+    exp = load_experiment(args.experiment, _assignments(args.set))
     outdir = args.output or default_outdir(exp)
     df = run_experiment(
         exp,
@@ -86,3 +94,21 @@ def run(args: argparse.Namespace) -> int:
     if args.timeline:
         print(f"timeline of point 0 written to {args.timeline}")
     return 1 if failed else 0
+
+
+def _assignments(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings to a mapping, each VALUE read as YAML (safely)."""
+    import yaml
+
+    from neupims.errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE (e.g. --set preset=released)")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: VALUE is not valid YAML: {exc}") from None
+    return out

@@ -38,6 +38,36 @@ class NpuEnergy(Spec):
     static_w: NonNegFloat = 0.0
 
 
+class DataPath(Spec):
+    """Where activations live between ops.
+
+    ``activations: sram`` (default): they stay on chip (the NeuPIMs NPU's 131 MB SRAM holds
+    any decode step's activations); only weights and the KV cache cross HBM. ``dram``: every
+    op reads its inputs from HBM and writes its result back, as the released NeuPIMs
+    simulator's MOVIN/MOVOUT instructions do (docs/neupims.md, "What the released simulator
+    does"). ``posted_writes``: a write is acknowledged when it enters the memory controller's
+    write buffer and drains while the next op streams its reads (the released controller acks
+    writes one cycle after they enter its buffer); off: an op waits for its own writes."""
+
+    activations: Literal["sram", "dram"] = "sram"
+    posted_writes: bool = True
+
+
+class ReleasedQuirks(Spec):
+    """Behaviours of the released NeuPIMs simulator's code that a physical NPU would not have,
+    each off by default; the released-simulator preset switches them on so that its stages can
+    be compared one by one (docs/neupims.md, "Presets").
+
+    ``vector_compute_free``: LayerNorm, residual Add and GELU take their vector work size from
+    an address list already moved into the load instruction, so they compute nothing and cost
+    only their DRAM traffic (src/operations/LayerNorm.cc, Add.cc, Gelu.cc). Softmax is not
+    affected. ``gemm_outputs_not_written``: MatMul builds store addresses for 16 output blocks
+    only, so a GEMM writes almost none of its result (src/operations/MatMul.cc)."""
+
+    vector_compute_free: bool = False
+    gemm_outputs_not_written: bool = False
+
+
 class NpuConfig(Spec):
     kind: Literal["npu"]
     name: str
@@ -50,6 +80,8 @@ class NpuConfig(Spec):
     interconnect_gbps: PosFloat = 64.0  # device-to-device link for TP/PP
     interconnect_latency_us: NonNegFloat = 1.0
     energy: NpuEnergy = NpuEnergy()
+    data_path: DataPath = DataPath()
+    released_quirks: ReleasedQuirks = ReleasedQuirks()
 
     @property
     def clock_hz(self) -> float:

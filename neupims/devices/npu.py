@@ -202,7 +202,10 @@ class NpuWork:
     for a GEMM), ``compute_cycles`` the systolic arrays' busy time, ``vector_cycles`` the
     vector units', ``dma_bytes``/``dma_cycles`` its HBM reads and their streaming time,
     ``post_dma_cycles`` the compute that can only follow the last DMA byte; ``macs``,
-    ``vector_flops`` and ``sram_bytes`` feed the energy model."""
+    ``vector_flops`` and ``sram_bytes`` feed the energy model. ``stream_bytes`` is the part of
+    the reads the op waits for (``dma_cycles`` is its streaming time; with activations in
+    DRAM a GEMM waits for the weights and the first pass's activations, the other passes'
+    activations arrive while it computes); ``write_bytes`` what it writes back to HBM."""
 
     cycles: float
     compute_cycles: float = 0.0
@@ -215,6 +218,8 @@ class NpuWork:
     sram_bytes: float = 0.0
     bound: str = "compute"
     detail: tuple = ()
+    stream_bytes: float = 0.0
+    write_bytes: float = 0.0
 
 
 class NpuModel(DeviceModel):
@@ -242,40 +247,90 @@ class NpuModel(DeviceModel):
         """NPU cycles to stream ``nbytes`` from HBM over all channels (DRAM fast path)."""
         return self._mem_cycles(nbytes) * self.mem_to_npu
 
-    def _gemm_work(self, m: int, n: int, k: int, batch: int, sram: float) -> NpuWork:
-        t = gemm_tiles(m, n, k, self.hw, batch)
-        dma = self.dma_cycles(t.dma_bytes)
+    def _gemm_work(self, m: int, n: int, k: int, batch: int, sram: float, b: float) -> NpuWork:
+        """A GEMM whose weights stream from HBM; with activations in DRAM it also reads its
+        input rows (the first pass's before it can start: ``passes`` = row chunks streamed
+        through the stationary activations, or M tiles of the weight-stationary mapping) and
+        writes its result."""
+        hw = self.hw
+        t = gemm_tiles(m, n, k, hw, batch)
+        stream, reads, writes = t.dma_bytes, t.dma_bytes, 0.0
+        if hw.data_path.activations == "dram":
+            a_bytes = batch * m * k * b
+            if hw.systolic_array.stationary_operand == "weights":
+                passes = batch * -(-m // t.m_tile_rows)
+            else:
+                passes = batch * -(-m // hw.systolic_array.rows)
+            stream += a_bytes / passes
+            reads += a_bytes
+            if not hw.released_quirks.gemm_outputs_not_written:
+                writes = batch * m * n * b
+        dma = self.dma_cycles(stream)
         total = max(t.compute_cycles, dma + t.post_dma_cycles)
         return NpuWork(
             cycles=total,
             compute_cycles=t.compute_cycles,
-            dma_bytes=t.dma_bytes,
+            dma_bytes=reads,
             dma_cycles=dma,
             post_dma_cycles=t.post_dma_cycles,
             macs=t.macs,
             sram_bytes=sram,
             bound="compute" if t.compute_cycles >= total else "memory",
             detail=(("tiles", t.tiles), ("m_tile_rows", t.m_tile_rows)),
+            stream_bytes=stream,
+            write_bytes=writes,
         )
 
-    def _work(self, op: Op) -> NpuWork:
+    def _vector_work(self, op: Op, elems: float, flops_per_elem: float) -> NpuWork:
+        """Element-wise work on the vector units; with activations in DRAM the op reads its
+        inputs and writes its outputs through HBM and takes the longer of the two."""
         hw = self.hw
+        c = vector_cycles(elems, flops_per_elem, hw)
+        if hw.data_path.activations != "dram":
+            return NpuWork(c, vector_cycles=c, vector_flops=op.flops, sram_bytes=op.min_bytes,
+                           bound="vector")  # fmt: skip
+        if hw.released_quirks.vector_compute_free and getattr(op, "kind", "") != "softmax":
+            c = 0.0
+        if isinstance(op, Elementwise):
+            _, n_in, n_out = ELEMENTWISE_KINDS[op.kind]
+            b = _dtype_bytes(op.dtype)
+            reads, writes = n_in * op.elems * b, n_out * op.elems * b
+        else:  # pooling: its compulsory traffic, the output a small part of it
+            reads, writes = op.min_bytes, 0.0
+        dma = self.dma_cycles(reads)
+        return NpuWork(
+            max(c, dma),
+            vector_cycles=c,
+            dma_bytes=reads,
+            dma_cycles=dma,
+            vector_flops=op.flops,
+            sram_bytes=op.min_bytes,
+            bound="vector" if c >= dma else "memory",
+            stream_bytes=reads,
+            write_bytes=writes,
+        )
+
+    def cycles_with(self, w: NpuWork, extra_bytes: float) -> float:
+        """The op's cycles when ``extra_bytes`` more (earlier ops' posted writes draining)
+        share its read stream."""
+        if extra_bytes <= 0 or w.stream_bytes <= 0:
+            return w.cycles
+        busy = max(w.compute_cycles, w.vector_cycles)
+        return max(busy, self.dma_cycles(w.stream_bytes + extra_bytes) + w.post_dma_cycles)
+
+    def _work(self, op: Op) -> NpuWork:
         if isinstance(op, Gemm):
-            return self._gemm_work(op.m, op.n, op.k, op.batch, op.min_bytes)
+            b = _dtype_bytes(op.dtype)
+            return self._gemm_work(op.m, op.n, op.k, op.batch, op.min_bytes, b)
         if isinstance(op, Conv2d):
             m, n, k = op.gemm_mnk
-            return self._gemm_work(m, n, k, 1, op.min_bytes)
+            return self._gemm_work(m, n, k, 1, op.min_bytes, _dtype_bytes(op.dtype))
         if isinstance(op, Attention):
             return decode_attention_work(self, (op,)) if op.q_len == 1 else self._prefill_attn(op)
         if isinstance(op, Elementwise):
-            f = ELEMENTWISE_KINDS[op.kind][0]
-            c = vector_cycles(op.elems, max(f, 1.0), hw)
-            return NpuWork(c, vector_cycles=c, vector_flops=op.flops, sram_bytes=op.min_bytes,
-                           bound="vector")  # fmt: skip
+            return self._vector_work(op, op.elems, max(ELEMENTWISE_KINDS[op.kind][0], 1.0))
         if isinstance(op, Pool2d):
-            c = vector_cycles(op.flops, 1.0, hw)
-            return NpuWork(c, vector_cycles=c, vector_flops=op.flops, sram_bytes=op.min_bytes,
-                           bound="vector")  # fmt: skip
+            return self._vector_work(op, op.flops, 1.0)
         raise NotImplementedError(op.name)
 
     def _prefill_attn(self, op: Attention) -> NpuWork:

@@ -386,8 +386,39 @@ def _check_metrics_and_figures(spec: ExperimentSpec, kind: ExperimentKind, sourc
                 )
 
 
-def load_experiment(experiment: str | Path | dict | ExperimentSpec) -> Experiment:
-    """Load, validate and expand an experiment (a YAML path, a mapping or a spec)."""
+def set_base(data: Any, assignments: dict[str, Any], source: str) -> dict:
+    """A copy of an experiment mapping with ``base`` keys set (dotted paths, as swept keys
+    are written: ``preset``, ``hw_overrides.hbm_bandwidth_gbps``); a key the experiment
+    sweeps is an error (the sweep would override it)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    out = copy.deepcopy(data)
+    base = out.setdefault("base", {}) or {}
+    out["base"] = base
+    if not isinstance(base, dict):
+        raise ConfigError(f"{source}: base: expected a mapping, got {type(base).__name__}")
+    swept = set()
+    for part in ("grid", "zip"):
+        swept |= set((out.get("sweep") or {}).get(part) or {})
+    for key, value in assignments.items():
+        if key in swept:
+            raise ConfigError(f"--set {key}: the experiment sweeps {key!r}; remove it from sweep")
+        node = base
+        *parents, last = key.split(".")
+        for p in parents:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: base.{p} is not a mapping")
+            node = nxt
+        node[last] = value
+    return out
+
+
+def load_experiment(
+    experiment: str | Path | dict | ExperimentSpec, sets: dict[str, Any] | None = None
+) -> Experiment:
+    """Load, validate and expand an experiment (a YAML path, a mapping or a spec).
+    ``sets``: ``base`` keys to set first (``neupims run --set KEY=VALUE``)."""
     import yaml
 
     if isinstance(experiment, ExperimentSpec):
@@ -400,6 +431,9 @@ def load_experiment(experiment: str | Path | dict | ExperimentSpec) -> Experimen
         source = str(experiment)
         data = load_yaml(experiment)
         text = Path(experiment).read_text()
+    if sets:
+        data = set_base(data, sets, source)
+        text += "".join(f"# --set {k}={yaml.safe_dump(v).strip()}\n" for k, v in sets.items())
     spec = validate(ExperimentSpec, data, source)
     kinds = all_kinds()
     if spec.kind not in kinds:

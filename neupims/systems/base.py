@@ -66,6 +66,11 @@ class NpuSystemSpec(SystemSpec):
     # Without SBI, dual row buffers let the NPU's DMA load the Proj/FFN weights while the
     # PIM runs the MHA (blocked mode cannot: the PIM holds the banks). Off = no prefetch.
     prefetch_during_pim: bool = True
+    # How a sub-batch's MHA runs on the PIM channels: "fused" = each channel runs its
+    # requests' K^T q and s.V back to back (the paper's per-request flow); "barrier" = every
+    # channel runs all its requests' K^T q, all channels wait for the slowest, then all run
+    # s.V (the released simulator's NPU core issues one PIM operation at a time).
+    pim_phases: Literal["fused", "barrier"] = "fused"
 
     def uses_sbi(self, batch: int) -> bool:
         return self.sbi and self.attention == "pim" and batch >= self.sbi_min_batch and batch >= 2
@@ -146,6 +151,22 @@ class System:
         return out
 
 
+#: Named presets: spec field overrides per system kind, applied before a caller's own
+#: overrides (docs/neupims.md, "Presets"). ``paper``: the model as the paper describes the
+#: hardware (the default). ``released``: as the released NeuPIMs simulator runs it, to compare
+#: stage by stage (its NPU mapping, data path and quirks in hw_configs/npu_neupims_released.yaml,
+#: no weight prefetch during the MHA, the K^T q / s.V barrier).
+PRESETS: dict[str, dict[str, dict]] = {
+    "paper": {},
+    "released": {
+        "npu": {
+            "hw": "npu_neupims_released",
+            "prefetch_during_pim": False,
+            "pim_phases": "barrier",
+        }
+    },
+}
+
 #: system kind -> class
 SYSTEM_KINDS: dict[str, type[System]] = {}
 #: name -> spec. A named system is one entry here (or an override of an existing one).
@@ -200,12 +221,15 @@ register_system(
 register_system(GpuSystemSpec(name="gpu_only"))
 
 
-def get_system(name: str, **overrides) -> SystemSpec:
-    """The registered system ``name`` with ``overrides`` applied (validated against its
-    kind's spec: a field of another kind is an error)."""
+def get_system(name: str, preset: str = "paper", **overrides) -> SystemSpec:
+    """The registered system ``name`` under ``preset`` (:data:`PRESETS`) with ``overrides``
+    applied (validated against its kind's spec: a field of another kind is an error)."""
     if name not in SYSTEMS:
         raise ConfigError(f"system: unknown system {name!r}; expected one of {sorted(SYSTEMS)}")
+    if preset not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
     spec = SYSTEMS[name]
+    overrides = {**PRESETS[preset].get(spec.kind, {}), **overrides}
     if not overrides:
         return spec
     data = spec.model_dump()
@@ -234,15 +258,18 @@ def build_system(
     layers: int | None = None,
     comm: bool = True,
     hw_overrides: dict | None = None,
+    preset: str = "paper",
     **overrides,
 ) -> System:
-    """A ready :class:`System`: ``system`` (a name or a spec, with field ``overrides``) on
-    ``model`` split ``tp`` x ``pp``. ``layers`` limits the decoder blocks simulated;
+    """A ready :class:`System`: ``system`` (a name or a spec, with ``preset`` and field
+    ``overrides``) on ``model`` split ``tp`` x ``pp``. ``layers`` limits the blocks simulated;
     ``comm`` models TP all-reduce and PP hand-off on the system's interconnect;
     ``hw_overrides`` deep-merges into the main device's hardware config (validated)."""
-    spec = get_system(system, **overrides) if isinstance(system, str) else system
-    if overrides and not isinstance(system, str):
-        raise ConfigError("build_system: pass overrides with a system name, not a spec")
+    spec = get_system(system, preset, **overrides) if isinstance(system, str) else system
+    if (overrides or preset != "paper") and not isinstance(system, str):
+        raise ConfigError(
+            "build_system: pass a preset and overrides with a system name, not a spec"
+        )
     _load_kinds()
     cls = SYSTEM_KINDS.get(spec.kind)
     if cls is None:

@@ -34,7 +34,7 @@ from neupims.config import load_hw
 from neupims.devices import get_model
 from neupims.devices.npu import decode_attention_work, npu_energy_j, vector_cycles
 from neupims.errors import ConfigError
-from neupims.ops import dtype_bytes
+from neupims.ops import Gemm, dtype_bytes
 from neupims.systems import deps
 from neupims.systems.base import NpuSystemSpec, System, register_system_kind
 from neupims.systems.block import BlockOp, DecodeBlock, decode_block
@@ -73,6 +73,7 @@ class NpuChain:
     wr_bytes: float = 0.0  # HBM writes (new K, V)
     sram_bytes: float = 0.0
     flops: float = 0.0  # FLOPs of the trace's ops (attention's are in AttnWork.flops)
+    ops: tuple = ()  # (op name, cycles) of each op in the chain, in order
 
     def __add__(self, o: NpuChain) -> NpuChain:
         return NpuChain(*(a + b for a, b in zip(self._t(), o._t(), strict=True)))
@@ -95,6 +96,7 @@ class AttnWork:
     pim_macs: float
     flops: float
     source: str
+    phases: dict = dataclasses.field(default_factory=dict)  # named spans, for op_cycles
 
 
 @dataclass
@@ -216,36 +218,50 @@ class NpuPimSystem(System):
         """The ops back to back on the NPU, a TP all-reduce after each that needs one.
         ``resident``: the GEMM weights are already on chip (no DMA); ``prefetched``: bytes of
         weights loaded by an earlier DMA, allotted to the GEMMs in order (still counted as
-        traffic)."""
+        traffic). With activations in DRAM an op's result is written back; posted writes
+        drain while the next op streams its reads, the chain's last writes at its end."""
         out = NpuChain()
         left = prefetched
+        posted = self.npu.data_path.posted_writes
+        pending = 0.0  # posted write bytes not drained yet
         for b in ops:
             w = self.dev.work(b.op)
-            c = NpuChain(
-                cycles=w.cycles,
+            cyc = w.cycles
+            if w.dma_bytes > 0 and resident:
+                cyc, dma_bytes, dma_cycles = w.compute_cycles, 0.0, 0.0
+            else:
+                dma_bytes, dma_cycles = w.dma_bytes, w.dma_cycles
+                if left > 0 and isinstance(b.op, Gemm):
+                    weights = b.op.k * b.op.n * b.op.batch * dtype_bytes(b.op.dtype)
+                    got = min(left, weights)
+                    left -= got
+                    rest = max(0.0, 1.0 - got / w.dma_bytes)
+                    cyc = (
+                        w.compute_cycles
+                        if rest == 0
+                        else max(w.compute_cycles, w.dma_cycles * rest + w.post_dma_cycles)
+                    )
+                elif pending > 0 and w.stream_bytes > 0:
+                    cyc = self.dev.cycles_with(w, pending)
+                    pending = 0.0
+            if w.write_bytes > 0:
+                if posted:
+                    pending += w.write_bytes
+                else:
+                    cyc += self.dev.dma_cycles(w.write_bytes)
+            out = out + NpuChain(
+                cycles=cyc,
                 systolic=w.compute_cycles,
                 vector=w.vector_cycles,
                 macs=w.macs,
                 vec_flops=w.vector_flops,
-                dma_bytes=w.dma_bytes,
-                dma_cycles=w.dma_cycles,
+                dma_bytes=dma_bytes,
+                dma_cycles=dma_cycles,
+                wr_bytes=w.write_bytes,
                 sram_bytes=w.sram_bytes,
                 flops=b.op.flops,
+                ops=((b.role, cyc),),
             )
-            if w.dma_bytes > 0 and resident:
-                c = dataclasses.replace(c, cycles=w.compute_cycles, dma_bytes=0.0, dma_cycles=0.0)
-            elif w.dma_bytes > 0 and left > 0:
-                weights = b.op.k * b.op.n * b.op.batch * dtype_bytes(b.op.dtype)
-                got = min(left, weights)
-                left -= got
-                rest = max(0.0, 1.0 - got / w.dma_bytes)
-                cyc = (
-                    w.compute_cycles
-                    if rest == 0
-                    else max(w.compute_cycles, w.dma_cycles * rest + w.post_dma_cycles)
-                )
-                c = dataclasses.replace(c, cycles=cyc)
-            out = out + c
             if b.allreduce and self.comm:
                 s = ring_allreduce_s(
                     b.allreduce_bytes,
@@ -253,7 +269,11 @@ class NpuPimSystem(System):
                     self.npu.interconnect_gbps,
                     self.npu.interconnect_latency_us,
                 )
-                out = out + NpuChain(cycles=s * self.clock_hz, link=s * self.clock_hz)
+                link = s * self.clock_hz
+                out = out + NpuChain(cycles=link, link=link, ops=((f"{b.role}.allreduce", link),))
+        if pending > 0:  # the last writes drain before the chain's work is done
+            drain = self.dev.dma_cycles(pending)
+            out = out + NpuChain(cycles=drain, ops=(("write drain", drain),))
         return out
 
     def qkv_chain(self, block: DecodeBlock, resident: bool = False) -> NpuChain:
@@ -479,6 +499,10 @@ class NpuPimSystem(System):
             prev = end
         t = self.template
         params = t.weight_params * n + (t.head_params if self.with_head else 0)
+        sb = sbs[0]
+        ops = {f"qkv/{k}": v for k, v in sb.qkv.ops}
+        ops.update({f"projffn/{k}": v for k, v in sb.pf.ops})
+        ops.update({f"mha/{k}": v for k, v in sb.attn.phases.items()})
         return IterationResult(
             system=self.spec.name,
             batch=int(batch),
@@ -499,6 +523,7 @@ class NpuPimSystem(System):
             pim_source=sbs[0].attn.source,
             flops=float(flops),
             weight_params=int(params),
+            op_cycles=ops,
             clock_hz=npu.clock_hz,
             timeline=tl if record else None,
         )

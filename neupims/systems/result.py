@@ -37,6 +37,9 @@ class IterationResult:
     pim_source: str
     flops: float = 0.0
     weight_params: int = 0
+    #: cycles of each op of the first sub-batch's block, as ``chain/op`` (``qkv/attn.qkv``,
+    #: ``projffn/mlp.fc1``, ``mha/...``), to compare op by op with a reference
+    op_cycles: dict[str, float] = field(default_factory=dict)
     clock_hz: float = 1e9
     timeline: TimelineResult | None = field(default=None, repr=False)
 

@@ -38,11 +38,15 @@ METRICS = (
     "panel",
     "parallelism",
     "devices",
+    "preset",
 )
 
 
 class ServingPoint(Spec):
     system: str = "neupims"
+    # "paper": the hardware as the paper describes it; "released": as the released NeuPIMs
+    # simulator runs it (neupims.systems.base.PRESETS, docs/neupims.md "Presets")
+    preset: Literal["paper", "released"] = "paper"
     overrides: dict[str, Any] = Field(default_factory=dict)  # SystemSpec fields
     label: str = ""  # name shown in figures (default: the system name)
     model: str = "gpt3-7b"
@@ -77,6 +81,7 @@ def _system(cfg: ServingPoint, layers: int | None = None):
         layers=layers,
         comm=cfg.comm,
         hw_overrides=cfg.hw_overrides,
+        preset=cfg.preset,
         **cfg.overrides,
     )
 
@@ -101,6 +106,7 @@ def run_point(cfg: ServingPoint) -> dict:
     row["panel"] = f"{cfg.model} {cfg.dataset}"
     row["devices"] = cfg.tp * cfg.pp
     row["parallelism"] = f"TP{cfg.tp} PP{cfg.pp}"
+    row["preset"] = cfg.preset
     return row
 
 
