@@ -76,6 +76,7 @@ def refit(path: str, rows, cpu_fit) -> None:
 
     hw = load_hw(path)
     labels = read_labels(Path(path))
+    labels.pop("efficiency", None)  # the block's own line; its keys are labelled below
     keep = {k: v for k, v in hw.efficiency.items() if k not in cpu_fit.FIT_KEYS}
     base = hw.model_copy(update={"efficiency": keep})
     res = cpu_fit.fit(base, cpu_fit.fit_rows(rows))

@@ -6,7 +6,9 @@
    add too, for reference), and BLAS GEMM throughput (fp32, fp64; one thread and NumPy's).
 3. *Time* a suite of NumPy GEMMs and GEMVs (:data:`GEMM_SHAPES`, :data:`GEMV_SHAPES`; fp32
    and fp64; one thread and NumPy's) and *fit* the model's efficiency constants to it
-   (``cpu_fit.fit``, starting from the measured bandwidths).
+   (``cpu_fit.fit``, starting from the measured bandwidths): all of it when other
+   processes used less than :data:`BUSY_WARNING` of the CPUs meanwhile, else only the
+   single-thread timings (multi-thread wall times of a busy machine measure its scheduler).
 4. *Write* an ordinary ``kind: cpu`` YAML in which every value carries a comment saying
    whether it was detected, measured, fitted or assumed (and from what), atomically, to
    ``cpu_detect.cache_path()`` (a user folder, never the source tree) or to ``-o``.
@@ -36,12 +38,13 @@ from neupims.devices.cpu_detect import (
 from neupims.ops import Gemm, Gemv, Op
 
 #: GEMMs timed (m, n, k): call-overhead-bound to compute-bound, square and skinny.
-GEMM_SHAPES = ((64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512),
-               (1024, 1024, 1024), (2048, 2048, 2048), (32, 1024, 1024),
-               (1024, 64, 1024), (256, 4096, 256))  # fmt: skip
-#: GEMVs timed (rows, cols): from L2-resident (1 MiB at fp32) to far beyond any LLC.
-GEMV_SHAPES = ((512, 512), (1024, 1024), (2048, 2048), (4096, 4096), (8192, 4096),
-               (8192, 8192), (16384, 8192))  # fmt: skip
+GEMM_SHAPES = ((64, 64, 64), (96, 96, 96), (128, 128, 128), (256, 256, 256),
+               (384, 384, 384), (512, 512, 512), (768, 768, 768), (1024, 1024, 1024),
+               (2048, 2048, 2048), (32, 512, 512), (512, 128, 256), (256, 1024, 1024),
+               (1024, 64, 1024), (16, 4096, 4096), (4096, 4096, 128))  # fmt: skip
+#: GEMVs timed (rows, cols): from L1/L2-resident to far beyond any LLC.
+GEMV_SHAPES = ((256, 256), (512, 512), (1024, 1024), (2048, 2048), (4096, 1024),
+               (4096, 4096), (8192, 8192), (11008, 4096), (16384, 8192))  # fmt: skip
 #: Beyond-LLC working set of the bandwidth probe: four times the LLC within these bounds
 #: (bytes), and at most a quarter of the available memory.
 DRAM_BYTES = (256 * 2**20, 2 * 2**30)
@@ -149,7 +152,7 @@ def calibrate(
     out: str | Path | None = None,
     sizes: Sizes | None = None,
     clock: Callable[[], float] = perf_counter,
-    cpu_clock: Callable[[], float] = time.process_time,
+    cpu_clock: Callable[[], float] = time.thread_time,
     progress: Callable[[str], None] | None = None,
     det: Detection | None = None,
     write: bool = True,
@@ -158,8 +161,8 @@ def calibrate(
     ``out`` (default: :func:`cpu_detect.cache_path`). Returns what was measured.
 
     ``sizes`` (default :data:`DEFAULT_SIZES`) says what is timed; ``clock`` (wall seconds)
-    and ``cpu_clock`` (process CPU seconds) time everything (tests pass small sizes and fake
-    clocks). ``write`` False measures and fits without writing a file."""
+    and ``cpu_clock`` (the calling thread's CPU seconds) time everything (tests pass small
+    sizes and fake clocks). ``write`` False measures and fits without writing a file."""
     say = progress or (lambda _msg: None)
     sizes = sizes or DEFAULT_SIZES
     det = det or detect()
@@ -183,17 +186,20 @@ def calibrate(
         if ctl.available:
             ctl.set(cfg.nthreads)
     busy = others.fraction()
-    if busy > BUSY_WARNING:
-        say(f"warning: other processes used {busy:.0%} of the CPUs during the measurements")
+    quiet = not busy > BUSY_WARNING  # NaN (no /proc/stat): cannot tell, trust the timings
+    if not quiet:
+        say(f"warning: other processes used {busy:.0%} of the CPUs during the measurements: "
+            "fitting the single-thread timings only")  # fmt: skip
+    train = cpu_fit.fit_rows(rows, multi_thread=quiet)
     label = f"measured by neupims calibrate on {date}"
     probed = apply_bandwidths(det, bw, label, ws)
-    say(f"fitting {len(cpu_fit.FIT_KEYS)} efficiency constants to {len(rows)} timings ...")
-    fit = cpu_fit.fit(probed.config, cpu_fit.fit_rows(rows), iters=sizes.fit_iters)
+    say(f"fitting {len(cpu_fit.FIT_KEYS)} efficiency constants to {len(train)} timings ...")
+    fit = cpu_fit.fit(probed.config, train, iters=sizes.fit_iters)
     eff = {**probed.config.efficiency, **fit.efficiency}
     final = probed.config.model_copy(update={"efficiency": eff})
     src = dict(probed.sources)
-    n1 = sum(r.threads == 1 for r in cpu_fit.fit_rows(rows))
-    nfit = len(cpu_fit.fit_rows(rows))
+    n1 = sum(r.threads == 1 for r in train)
+    nfit = len(train)
     for k in EFFICIENCY_KEYS:
         if k in fit.efficiency:
             src[f"efficiency.{k}"] = (

@@ -97,10 +97,10 @@ def _median_min(
     min_time: float,
     max_repeats: int,
     clock: Callable[[], float] = time.perf_counter,
-    cpu_clock: Callable[[], float] = time.process_time,
+    cpu_clock: Callable[[], float] = time.thread_time,
 ) -> tuple[float, float, float, int]:
-    """Median and minimum wall time and median process CPU time of repeated calls (at least
-    3, more until ``min_time`` seconds have passed, at most ``max_repeats``)."""
+    """Median and minimum wall time and median CPU time (``cpu_clock``) of repeated calls
+    (at least 3, more until ``min_time`` seconds have passed, at most ``max_repeats``)."""
     fn()  # warm caches, fault in pages, wake BLAS threads
     times: list[float] = []
     cpu: list[float] = []
@@ -168,9 +168,11 @@ def kernel(op: Op) -> Callable[[], object]:
 @dataclass(frozen=True)
 class Measurement:
     """Timings of one op: wall-clock median and minimum, and the median CPU time of the
-    timing process. On one thread the CPU time excludes the time the process waits while
-    other processes hold the core, so it is the robust estimate of the uncontended time on
-    a shared machine; on several threads it also counts the BLAS workers' spinning."""
+    calling thread (``time.thread_time``; the process's before 2026-12, as in the committed
+    AMD data). On one BLAS thread the work runs on the calling thread and its CPU time
+    excludes the time it waits while other processes hold the core, so it is the robust
+    estimate of the uncontended time on a shared machine (the thread's own CPU time also
+    leaves out BLAS workers still spinning after an earlier multi-thread call)."""
 
     op: Op
     threads: int
@@ -207,7 +209,7 @@ def measure(
     min_time: float = 0.05,
     max_repeats: int = 15,
     clock: Callable[[], float] = time.perf_counter,
-    cpu_clock: Callable[[], float] = time.process_time,
+    cpu_clock: Callable[[], float] = time.thread_time,
 ) -> Measurement:
     """Time ``op`` with NumPy on ``threads`` BLAS threads (median and min of repeats;
     ``clock`` and ``cpu_clock`` are wall and process-CPU seconds, replaceable in tests)."""
@@ -331,12 +333,13 @@ def _relevant_keys(rows: Sequence[Measurement]) -> list[str]:
     return keys
 
 
-def fit_rows(rows: Sequence[Measurement]) -> list[Measurement]:
-    """The measurements the constants are fitted on: the single-thread ones. Multi-thread
-    wall times on a shared VM with fewer free cores than threads measure the scheduler
-    (a BLAS thread waits a whole time slice for a core), not the hardware; they are
-    reported, not fitted (docs/cpu.md)."""
-    return [r for r in rows if r.threads == 1]
+def fit_rows(rows: Sequence[Measurement], multi_thread: bool = False) -> list[Measurement]:
+    """The measurements the constants are fitted on: the single-thread ones, and the
+    multi-thread ones too when ``multi_thread`` (the machine was quiet while they were
+    timed). Multi-thread wall times on a busy VM with fewer free cores than threads measure
+    the scheduler (a BLAS thread waits a whole time slice for a core), not the hardware;
+    then they are reported, not fitted (docs/cpu.md)."""
+    return [r for r in rows if multi_thread or r.threads == 1]
 
 
 def fit(
