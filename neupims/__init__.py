@@ -26,6 +26,7 @@ def __getattr__(name: str):
 
         return build_system
     if name == "load_hw":
+        import neupims.devices  # noqa: F401  registers run-time names such as "cpu"
         from neupims.config import load_hw
 
         return load_hw

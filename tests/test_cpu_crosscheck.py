@@ -1,86 +1,93 @@
-"""CPU cross-check: the committed fit data, the fitter, and a live quick run on this machine."""
+"""CPU model against committed measurements (validation/cpu/), the fitter, the cross-check.
+
+Deterministic: the model is scored on timings committed as CSV, with the configs committed
+beside them; nothing here is timed for accuracy (benchmarks/bench_cpu_crosscheck.py does).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from neupims.config import load_hw
 from neupims.devices import cpu_fit
-from neupims.devices.cpu_detect import VALIDATION_DIR, detect
 from neupims.errors import TraceError
 from neupims.ops import Gemm, Gemv
 
-DATA = VALIDATION_DIR / "measured_amd-epyc-2c.csv"
-FIT = VALIDATION_DIR / "fitted_amd-epyc-2c.json"
+VALIDATION = Path(__file__).resolve().parents[1] / "validation" / "cpu"
+AMD = VALIDATION / "measured_amd-epyc-2c.csv"
+AMD_CFG = VALIDATION / "amd-epyc-2c.yaml"
+XEON = VALIDATION / "measured_intel-r-xeon-r-processor-2c.csv"
+XEON_CFG = VALIDATION / "intel-r-xeon-r-processor-2c.yaml"
+
+
+def _blas(rows, threads=None):
+    return [r for r in rows if r.op.name in ("gemm", "gemv")
+            and (threads is None or (r.threads == 1) == (threads == 1))]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def committed():
-    rows = cpu_fit.read_measurements(DATA)
-    return rows, json.loads(FIT.read_text())
+def amd():
+    return cpu_fit.read_measurements(AMD), load_hw(AMD_CFG)
 
 
-def _blas_1t(rows):
-    return [r for r in cpu_fit.fit_rows(rows) if isinstance(r.op, Gemm)]
+@pytest.fixture(scope="module")
+def xeon():
+    return cpu_fit.read_measurements(XEON), load_hw(XEON_CFG)
 
 
-def test_committed_data_covers_the_issue_range(committed):
-    rows, _ = committed
-    blas = _blas_1t(rows)
-    gemm = {(r.op.m, r.op.n, r.op.k) for r in blas if type(r.op) is Gemm}
-    gemv = {(r.op.n, r.op.k) for r in blas if isinstance(r.op, Gemv)}
-    assert len(gemm | {(1, n, k) for n, k in gemv}) >= 30
-    assert (64, 64, 64) in gemm and (4096, 4096, 4096) in gemm
-    assert (16384, 16384) in gemv
-    assert {r.op.dtype for r in blas} == {"fp32", "fp64"}
-    assert {r.threads for r in rows} == {1, 2}
+def test_committed_data_covers_the_issue_range(amd, xeon):
+    for rows, _ in (amd, xeon):
+        blas = _blas(rows, 1)
+        gemm = {(r.op.m, r.op.n, r.op.k) for r in blas if type(r.op) is Gemm}
+        gemv = {(r.op.n, r.op.k) for r in blas if isinstance(r.op, Gemv)}
+        assert len(gemm | {(1, n, k) for n, k in gemv}) >= 30
+        assert (64, 64, 64) in gemm and (4096, 4096, 4096) in gemm
+        assert (16384, 16384) in gemv and (4096, 4096) in gemv
+        assert {r.op.dtype for r in blas} == {"fp32", "fp64"}
+        assert {r.threads for r in rows} == {1, 2}
 
 
-def test_fitted_constants_match_the_committed_data(committed):
-    rows, fitted = committed
-    from neupims.devices import cpu as cpu_model
-
-    h = hashlib.sha256(DATA.read_bytes())
-    for mod in (cpu_model, cpu_fit):
-        h.update(Path(mod.__file__).read_bytes())
-    assert fitted["sha256"] == h.hexdigest(), (
-        "stale fit after a model change: refit with "
-        "python -c 'from neupims.devices.cpu_detect import detect; detect()' and commit it"
-    )
-    # the recorded optimum is what those constants give on that data (not hand-edited)
-    hw = _epyc_like()
-    cfg = hw.model_copy(update={"efficiency": fitted["efficiency"]})
-    train = cpu_fit.fit_rows(rows)
-    assert cpu_fit.mean_abs_log_err(cfg, train) == pytest.approx(
-        fitted["mean_abs_log_err"], rel=1e-3
-    )
-    # issue 6: single-thread GEMM/GEMV MAPE <= 15 % on this machine's data
-    assert cpu_fit.mape(cfg, _blas_1t(rows)) <= 15.0
+def test_committed_amd_fit_meets_the_single_thread_bar(amd):
+    """The committed AMD fit (made by `bench_cpu_crosscheck.py --refit`, see the YAML's
+    header) on its own data: issue 6's single-thread GEMM/GEMV bar of 15 %. Its 2-thread
+    rows were timed on a contended VM and are reported in docs/cpu.md, not asserted."""
+    rows, cfg = amd
+    assert set(cfg.efficiency) >= set(cpu_fit.FIT_KEYS) - {"thread_us"}
+    assert cpu_fit.mape(cfg, _blas(rows, 1)) <= 15.0
 
 
-def _epyc_like():
-    """The config detection builds for the machine the data was measured on (2-core AMD
-    EPYC VM, Zen 3, sysfs caches 32 KB / 512 KB / 32 MB, 2.445 GHz nominal)."""
-    from neupims.config.hw_cpu import CpuConfig
+def test_calibrated_xeon_predicts_numpy_on_default_threads(xeon):
+    """The calibration of this machine (`neupims calibrate --hw cpu`, committed with the
+    cross-check timings taken in the same session): GEMM/GEMV within the CPU issue's 25 %
+    MAPE on one thread and on NumPy's default thread count (2), and the 4096 x 4096 fp32
+    GEMV on 2 threads no longer 2.3-2.7x off."""
+    rows, cfg = xeon
+    assert cfg.run_threads == 2
+    assert cpu_fit.mape(cfg, _blas(rows, 1)) <= 25.0
+    assert cpu_fit.mape(cfg, _blas(rows, 2)) <= 25.0
+    gemv = [r for r in rows if isinstance(r.op, Gemv) and (r.op.n, r.op.k) == (4096, 4096)
+            and r.op.dtype == "fp32"]  # fmt: skip
+    assert {r.threads for r in gemv} == {1, 2}
+    for r in gemv:
+        assert 0.67 <= cpu_fit.predict(cfg, r.op, r.threads) / r.t_best_s <= 1.5
 
-    ghz = 2.445402
-    return CpuConfig(
-        kind="cpu", name="AMD EPYC", cores=2, threads=2, frequency_ghz=ghz, simd_bits=256,
-        fma_units=2, isa=["avx2", "fma"], vector_registers=16,
-        l1d={"size_bytes": 32768, "bandwidth_gbps_per_core": 64 * ghz},
-        l2={"size_bytes": 524288, "bandwidth_gbps_per_core": 32 * ghz},
-        l3={"size_bytes": 33554432, "bandwidth_gbps_per_core": 32 * ghz, "shared": True},
-        dram_bandwidth_gbps=204.8, dram_latency_ns=100.0,
-    )  # fmt: skip
+
+def test_committed_calibration_is_labelled(xeon):
+    from neupims.devices.cpu_detect import read_labels
+
+    labels = read_labels(XEON_CFG)
+    for key in ("dram_bandwidth_gbps", "dram_bandwidth_per_core_gbps",
+                "l2.bandwidth_gbps_per_core", "l3.bandwidth_gbps_per_core"):  # fmt: skip
+        assert labels[key].startswith("measured by neupims calibrate on ")
+    assert labels["efficiency.gemm_fp32"].startswith("fitted by neupims calibrate on ")
+    assert labels["fma_units"].startswith("assumed: ")
 
 
-def test_fit_recovers_known_constants():
+def test_fit_recovers_known_constants(amd):
     """Synthetic data made by the model with known constants: the fit finds them again."""
-    hw = _epyc_like()
+    hw = amd[1].model_copy(update={"efficiency": {}})
     truth = {"gemm_fp32": 0.8, "call_us": 2.0, "bw_dram": 0.5}
     true_cfg = hw.model_copy(update={"efficiency": truth})
     ops = [Gemm(n, n, n, dtype="fp32") for n in (32, 128, 512, 1024)]
@@ -105,30 +112,6 @@ def test_bad_measurement_row_names_file_and_line(tmp_path: Path):
         cpu_fit.read_measurements(bad)
 
 
-def test_live_quick_crosscheck(tmp_path: Path):
-    """Times the default suite here (about 6 s: 38 single-thread GEMM/GEMV rows over the
-    issue's shape range) and checks them against the model at the CI tolerance of 25 %
-    (issue 6). The quick suite is dominated by microsecond ops whose timing noise alone
-    (13-81 % on a 256x256 GEMV) put its mean at 14-25 %, on the bound. One retry."""
-    import pandas as pd
-
-    from neupims.crosscheck.cpu import check
-
-    hw = detect().config
-    for _attempt in range(2):
-        assert check(hw, None, tmp_path, quick=False) == 0
-        df = pd.read_csv(tmp_path / "cpu_crosscheck.csv")
-        one = df[df["class"].str.match(r"gem[mv] fp(32|64) 1t")]
-        mape = float(one["ape_pct"].mean())
-        if mape <= 25.0:
-            break
-    assert len(one) >= 30
-    assert mape <= 25.0, f"single-thread GEMM/GEMV MAPE {mape:.1f} % after a retry"
-    for name in ("cpu_errors.csv", "cpu_parity.png", "cpu_detection.txt"):
-        assert (tmp_path / name).stat().st_size > 0
-    assert np.isfinite(df["predicted_s"]).all()
-
-
 def test_crosscheck_times_a_trace_and_skips_what_numpy_cannot(tmp_path: Path, capsys):
     from neupims.crosscheck.cpu import check
     from neupims.ops import Attention
@@ -136,7 +119,7 @@ def test_crosscheck_times_a_trace_and_skips_what_numpy_cannot(tmp_path: Path, ca
 
     trace = [TracedOp("l0", Gemm(64, 64, 64, dtype="fp32")),
              TracedOp("l1", Attention(1, 2, 2, 1, 16, 8, "fp32"))]  # fmt: skip
-    assert check(detect().config, trace, tmp_path) == 0
+    assert check(load_hw("xeon_8480"), trace, tmp_path) == 0
     assert "skipped l1" in capsys.readouterr().out
     assert len(pd_read(tmp_path / "cpu_crosscheck.csv")) == 1
 

@@ -172,11 +172,14 @@ def test_detection_reports_detected_and_assumed():
     sources = dict(det.sources)
     assert sources["cores"].startswith("detected")
     assert sources["fma_units"].startswith("assumed")
-    text = describe_detection()
+    assert sources["run_threads"].startswith("detected")
+    text = describe_detection(det)
     assert "detected" in text and "assumed" in text
-    assert load_hw("cpu") == det.config
-    assert math.isfinite(get_model(load_hw("cpu")).estimate(Gemm(64, 64, 64, dtype="fp32"))
-                         .latency_s)  # fmt: skip
+    # --hw cpu: the same detected facts (bandwidths probed, or calibrated when cached)
+    here = load_hw("cpu")
+    assert (here.name, here.cores, here.l3.size_bytes) == (det.config.name, det.config.cores,
+                                                           det.config.l3.size_bytes)  # fmt: skip
+    assert math.isfinite(get_model(here).estimate(Gemm(64, 64, 64, dtype="fp32")).latency_s)
 
 
 def test_cold_operands_come_from_dram_warm_from_cache(xeon):
@@ -202,7 +205,7 @@ def test_detection_of_an_arm_host_uses_the_arm_row(monkeypatch):
     monkeypatch.setattr(cpu_detect, "_caches", lambda: {"l1d": (65536, False),
                                                         "l2": (524288, False),
                                                         "l3": (2097152, True)})  # fmt: skip
-    det = cpu_detect.detect.__wrapped__(fit=False)
+    det = cpu_detect.detect.__wrapped__()
     cfg, src = det.config, dict(det.sources)
     assert (cfg.cores, cfg.simd_bits, cfg.vector_registers) == (4, 128, 32)
     assert "asimd" in cfg.isa and cfg.l3.shared and cfg.l1d.size_bytes == 65536
@@ -232,7 +235,7 @@ def test_detection_of_a_sapphire_rapids_host_sets_amx_and_vnni_rates(monkeypatch
     monkeypatch.setattr(cpu_detect, "_cpuinfo", lambda: dict(info))
     monkeypatch.setattr(cpu_detect, "_read", lambda path: {"online": "0-3"}.get(path.name))
     monkeypatch.setattr(cpu_detect, "_caches", lambda: {})
-    cfg = cpu_detect.detect.__wrapped__(fit=False).config
+    cfg = cpu_detect.detect.__wrapped__().config
     assert (cfg.cores, cfg.threads, cfg.simd_bits, cfg.vector_registers) == (2, 4, 512, 32)
     assert cfg.flops_per_cycle == {"int8": 2048.0, "bf16": 1024.0}  # AMX wins over VNNI
     assert cfg.flops_per_cycle_core("fp32") == 64  # 2 x 16 lanes x 2 FMA ports

@@ -54,7 +54,10 @@ def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
             if node.level:
                 up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
                 base = ".".join([*up, base] if base else up)
-            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            subs = [f"{base}.{a.name}" for a in node.names]
+            # `from pkg import submodule` depends on the submodule (and pkg's __init__ runs
+            # first, but pkg does not depend on the importer); `from pkg import name` on pkg
+            targets = [t if t in modules else base for t in subs]
         else:
             continue
         for t in targets:

@@ -1,5 +1,8 @@
 """``neupims calibrate --hw HW --measured A.csv [B.csv ...] [--write]``: fit a GPU config's
-named efficiency constants to measured kernel times and report the errors."""
+named efficiency constants to measured kernel times and report the errors.
+
+``neupims calibrate --hw cpu [-o F.yaml]``: measure this machine's CPU and write its
+calibrated YAML (:mod:`neupims.cli.calibrate_cpu`)."""
 
 from __future__ import annotations
 
@@ -15,14 +18,19 @@ from neupims.errors import ConfigError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "calibrate",
-        help="fit a GPU config's efficiency constants to measured kernels (least squares)",
+        help="fit a GPU config's efficiency constants to measured kernels (least squares); "
+        "--hw cpu: measure this machine's CPU and write its calibrated YAML",
     )
-    p.add_argument("--hw", required=True, help="GPU hardware YAML path or name in hw_configs/")
+    p.add_argument(
+        "--hw",
+        required=True,
+        help="GPU hardware YAML path or name in hw_configs/; or 'cpu' (this machine)",
+    )
     p.add_argument(
         "--measured",
         nargs="+",
-        required=True,
-        help="measured CSVs (validation/h100/measure.py or `neupims crosscheck` output); "
+        default=None,
+        help="GPU: measured CSVs (validation/h100/measure.py or `neupims crosscheck` output); "
         "shell-style globs are expanded",
     )
     p.add_argument(
@@ -30,7 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write the fitted constants back into the YAML (with provenance)",
     )
-    p.add_argument("-o", "--output", default=None, help="per-sample CSV of measured vs predicted")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="GPU: per-sample CSV of measured vs predicted; --hw cpu: the YAML to write "
+        "(default: the user cache, $NEUPIMS_CACHE_DIR or ~/.cache/neupims)",
+    )
     p.set_defaults(func=run)
 
 
@@ -69,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
     from neupims.config import load_hw
     from neupims.config.loader import resolve
 
+    if args.hw == "cpu":
+        from neupims.cli.calibrate_cpu import run_cpu
+
+        return run_cpu(args)
+    if not args.measured:
+        raise ConfigError(f"{args.hw}: --measured CSV... is required to calibrate a GPU config")
     hw = load_hw(args.hw)
     if hw.kind != "gpu":
         raise ConfigError(f"{args.hw}: calibrate fits GPU configs, this is a {hw.kind!r} config")

@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import neupims.devices  # noqa: F401  registers --hw cpu
     from neupims.config import load_hw
     from neupims.crosscheck import get_checker
     from neupims.workloads.trace_io import read_trace

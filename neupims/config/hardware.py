@@ -1,10 +1,15 @@
 """Hardware configs: one YAML file describes one device, selected by its ``kind``.
 
 To add a kind: write its schema module beside this one and add it to :data:`HW_KINDS`.
+
+Some ``--hw`` names are not files but are resolved at run time by a higher layer, e.g.
+``cpu`` (this machine's CPU, detected and calibrated by ``neupims.devices.cpu_detect``).
+That layer registers a loader with :func:`register_hw_name`; this module never imports it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,20 @@ HW_KINDS: dict[str, type] = {
     "gpu": GpuConfig,
     "cpu": CpuConfig,
 }
+
+
+#: ``--hw`` name -> (loader, one-line description), registered by higher layers.
+HW_NAMES: dict[str, tuple[Callable[[], Any], str]] = {}
+
+
+def register_hw_name(name: str, loader: Callable[[], Any], what: str) -> None:
+    """Make ``load_hw(name)`` call ``loader()`` (a zero-argument function returning a config).
+
+    Used by layers above this one (``neupims.devices`` registers ``cpu``), so the config
+    layer resolves such names without importing them. A registered name wins over a file of
+    the same name in the working directory (``./cpu`` loads the file).
+    """
+    HW_NAMES[name] = (loader, what)
 
 
 def parse_hw(data: Any, source: str) -> HwConfig:
@@ -52,10 +71,19 @@ def _load_hw_cached(path: str, mtime: float) -> HwConfig:
 
 
 def load_hw(name_or_path: str | Path) -> HwConfig:
-    """Load a hardware config by path or by name in hw_configs/ (``h100_sxm``)."""
-    if str(name_or_path) == "cpu":
-        from neupims.devices import cpu_detect  # detected at run time (CPU issue)
-
-        return cpu_detect.detect_config()
-    path = resolve(name_or_path, "hw_configs")
+    """Load a hardware config by path, by name in hw_configs/ (``h100_sxm``), or by a name
+    registered with :func:`register_hw_name` (``cpu``: this machine, once ``neupims.devices``
+    is imported, as the CLI, ``neupims.load_hw`` and ``neupims.replay`` do)."""
+    entry = HW_NAMES.get(str(name_or_path))
+    if entry is not None:
+        return entry[0]()
+    try:
+        path = resolve(name_or_path, "hw_configs")
+    except ConfigError as exc:
+        if HW_NAMES:
+            raise ConfigError(f"{exc}; or a run-time name: {sorted(HW_NAMES)}") from None
+        raise ConfigError(
+            f"{exc}; run-time names (such as 'cpu', this machine) are registered when "
+            "neupims.devices is imported: use neupims.load_hw, or import neupims.devices"
+        ) from None
     return _load_hw_cached(str(path), path.stat().st_mtime)

@@ -4,11 +4,12 @@ Times GEMM and GEMV (fp32 and fp64, one BLAS thread and all threads), im2col con
 element-wise ops (NumPy runs those on one thread), writes
 
 * ``cpu_crosscheck.csv``: every op, its thread count, measured wall median and minimum
-  and CPU time, ``measured_s`` (CPU time on one thread, wall median on more: see
+  and CPU time, ``measured_s`` (CPU time on one thread, wall minimum on more: see
   ``cpu_fit.Measurement``), the prediction and its absolute percentage error;
 * ``cpu_errors.csv``: mean and max error per class (``gemm fp32 1t``, ...);
 * ``cpu_parity.png``: log-log measured vs predicted;
-* ``cpu_detection.txt``: which config values were detected, assumed or fitted.
+* ``cpu_detection.txt``: which config values of this machine (``--hw cpu``) were detected,
+  measured, fitted, probed or assumed.
 
 This machine is shared and noisy: every time is the median of at least three repeats
 after a warm-up, and multi-threaded times on a busy 2-core VM vary the most (docs/cpu.md).
@@ -178,7 +179,7 @@ def report(hw, rows, outdir: Path) -> dict[str, float]:
         outdir,
         "cpu",
         f"CPU model vs NumPy on {hw.name}",
-        "measured (s; 1 thread: CPU time, more: wall median)",
+        "measured (s; 1 thread: CPU time, more: wall minimum)",
         band=0.15,
     )
     out = {row["class"]: float(row["mape_pct"]) for _, row in per.iterrows()}
@@ -194,11 +195,11 @@ def report(hw, rows, outdir: Path) -> dict[str, float]:
 def check(hw, trace, outdir: Path, quick: bool = False, suite: str | None = None) -> int:
     """Time the suite (or the NumPy-runnable ops of ``trace``) and compare with ``hw``."""
     from neupims.atomic import atomic_write_text
-    from neupims.devices.cpu_detect import describe_detection, detect
+    from neupims.devices.cpu_detect import describe_detection, this_cpu
 
     outdir = Path(outdir)
-    det = detect()
-    desc = describe_detection()
+    det = this_cpu()
+    desc = describe_detection(det)
     print(desc)
     if hw.name != det.config.name:
         print(

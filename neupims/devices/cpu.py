@@ -86,22 +86,20 @@ def _capacities(hw: CpuConfig, threads: int) -> list[tuple[str, float]]:
 def stream_time(hw: CpuConfig, nbytes: float, working_set: float, threads: int) -> float:
     """Seconds to stream ``nbytes`` whose data set is ``working_set`` bytes, warm.
 
-    The innermost level that holds the working set serves it. When it does not fit the
-    last level, the resident fraction ``capacity / working_set`` is served from that cache
-    and the rest from DRAM (adaptive replacement keeps part of a cyclic stream; LRU
-    would keep none).
+    The innermost level that holds the working set serves it, except the fraction
+    ``capacity / working_set`` that the level inside it still holds (adaptive replacement
+    keeps part of a cyclic stream, LRU would keep none): a set just over the threads' L2s
+    runs near L2 speed, one beyond the last level partly from it and the rest from DRAM.
     """
     if nbytes <= 0:
         return 0.0
-    caps = _capacities(hw, threads)
-    for name, cap in caps:
-        if working_set <= cap:
-            return nbytes / level_bandwidth(hw, name, threads)
-    name, cap = caps[-1]
-    hit = cap / working_set
-    per_byte = hit / level_bandwidth(hw, name, threads) + (1 - hit) / level_bandwidth(
-        hw, "dram", threads
-    )
+    levels = [*_capacities(hw, threads), ("dram", math.inf)]
+    i = next(j for j, (_, cap) in enumerate(levels) if working_set <= cap)
+    per_byte = 1.0 / level_bandwidth(hw, levels[i][0], threads)
+    if i > 0:
+        inner, inner_cap = levels[i - 1]
+        hit = inner_cap / working_set
+        per_byte = hit / level_bandwidth(hw, inner, threads) + (1 - hit) * per_byte
     return nbytes * per_byte
 
 

@@ -1,19 +1,27 @@
-"""Detect this machine's CPU as a :class:`CpuConfig` (``--hw cpu``).
+"""This machine's CPU as a :class:`CpuConfig`: ``--hw cpu`` (``load_hw("cpu")``).
 
 What Linux tells us is *detected*: vendor, model, family, online cores and threads per core
 (``/proc/cpuinfo``, ``/sys/devices/system/cpu``), SIMD width and ISA extensions (cpuinfo
 flags), cache sizes and sharing (``/sys/devices/system/cpu/cpu0/cache``), the maximum or
-nominal clock (cpufreq, else cpuinfo ``cpu MHz``) and the BLAS NumPy is built with.
-What it cannot tell us (FMA pipes, cache and DRAM bandwidths, DRAM latency) is *assumed*
-from :data:`MICROARCH`, a table with the source of each row. The model's efficiency
-constants are *fitted* (``neupims.devices.cpu_fit``) when ``validation/cpu/`` holds
-measurements of a CPU with the same signature, else the documented defaults are used.
+nominal clock (cpufreq, else cpuinfo ``cpu MHz``), the BLAS NumPy uses and how many threads
+it runs (threadpoolctl). What it cannot tell us (FMA pipes, cache and DRAM bandwidths, DRAM
+latency) is *assumed* from :data:`MICROARCH`, a table with the source of each row.
 
-``describe_detection()`` says which value came from where.
+``load_hw("cpu")`` (registered here with :func:`neupims.config.hardware.register_hw_name`)
+returns, in this order:
+
+1. the calibrated YAML of this machine, ``cpu-<key>.yaml`` in :func:`cache_dir`, written by
+   ``neupims calibrate --hw cpu`` (bandwidths *measured*, efficiency constants *fitted*);
+2. else detection plus a quick bandwidth probe (about a second) whose values are labelled
+   ``probed: quick probe, not calibrated; run neupims calibrate --hw cpu``.
+
+Nothing is written at load time. ``describe_detection()`` says which value came from where.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import re
@@ -21,7 +29,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from neupims.config.hardware import register_hw_name
 from neupims.config.hw_cpu import CpuConfig
+from neupims.errors import ConfigError
 
 SYS_CPU = Path("/sys/devices/system/cpu")
 
@@ -201,66 +211,53 @@ def blas_info() -> str:
         return "unknown"
 
 
-#: Where measured fit data lives: ``measured_<signature>.csv`` (see cpu_fit).
-VALIDATION_DIR = Path(__file__).resolve().parents[2] / "validation" / "cpu"
+def numpy_threads() -> tuple[int, str]:
+    """Threads NumPy's BLAS runs a large call with, and how that was found: threadpoolctl
+    (what the loaded library reports), else the BLAS environment variables, else one per
+    online CPU (what OpenBLAS and MKL default to)."""
+    import numpy  # noqa: F401  loads the BLAS, so threadpoolctl can see it
+
+    try:
+        import threadpoolctl
+
+        for lib in threadpoolctl.threadpool_info():
+            if lib.get("user_api") == "blas":
+                return int(lib["num_threads"]), (
+                    f"detected: threadpoolctl ({lib.get('internal_api')} "
+                    f"{lib.get('threading_layer', '')}, {lib.get('architecture', '')} kernels)"
+                )
+    except (ImportError, KeyError, TypeError, ValueError):
+        pass
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "OMP_NUM_THREADS"):
+        val = os.environ.get(var, "").split(",")[0].strip()
+        if val.isdigit() and int(val) > 0:
+            return int(val), f"detected: ${var}"
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, n or 1), "assumed: one per usable CPU (no threadpoolctl, no BLAS thread env var)"
 
 
 def signature(model_name: str, cores: int) -> str:
-    """File-name key of a CPU: its lowercase model name and core count."""
+    """Readable key of a CPU: its lowercase model name and core count (``amd-epyc-2c``)."""
     slug = re.sub(r"[^a-z0-9]+", "-", model_name.lower()).strip("-")
     return f"{slug}-{cores}c"
-
-
-def fitted_efficiency(cfg: CpuConfig, csv_path: Path) -> dict[str, float]:
-    """Constants fitted to ``csv_path``. The fit is cached in ``fitted_<signature>.json``
-    beside it, keyed by the SHA-256 of the CSV and of the model's source (``cpu.py``,
-    ``cpu_fit.py``), and redone whenever either changes."""
-    import hashlib
-    import json
-
-    from neupims.atomic import atomic_write_text
-    from neupims.devices import cpu as cpu_model
-    from neupims.devices import cpu_fit
-
-    h = hashlib.sha256(csv_path.read_bytes())
-    for mod in (cpu_model, cpu_fit):  # a model change invalidates the cached fit
-        h.update(Path(mod.__file__).read_bytes())
-    digest = h.hexdigest()
-    cache = csv_path.with_name(csv_path.name.replace("measured_", "fitted_")).with_suffix(".json")
-    try:
-        data = json.loads(cache.read_text())
-        if data.get("sha256") == digest:
-            return {k: float(v) for k, v in data["efficiency"].items()}
-    except (OSError, ValueError, KeyError, AttributeError):
-        pass
-    rows = cpu_fit.fit_rows(cpu_fit.read_measurements(csv_path))
-    res = cpu_fit.fit(cfg, rows)
-    payload = {
-        "sha256": digest,
-        "source": csv_path.name,
-        "rows": res.n,
-        "mean_abs_log_err": res.mean_abs_log_err,
-        "efficiency": res.efficiency,
-    }
-    try:
-        atomic_write_text(cache, json.dumps(payload, indent=1) + "\n")
-    except OSError:
-        pass  # read-only checkout: fit again next time
-    return res.efficiency
 
 
 @dataclass(frozen=True)
 class Detection:
     config: CpuConfig
-    #: config key -> "detected: how" / "assumed: why" / "fitted: from what"
+    #: config key -> "detected: how" / "assumed: why" / "probed: ..." / "measured: ..." /
+    #: "fitted: ..."
     sources: tuple[tuple[str, str], ...]
+    #: where the whole config came from (detection, quick probe, or the calibrated file)
+    origin: str = "detected"
 
 
 @lru_cache(maxsize=1)
-def detect(fit: bool = True) -> Detection:
-    """Detect this machine; ``fit`` applies fitted constants when fit data exists."""
+def detect() -> Detection:
+    """Detect this machine (Linux and NumPy facts, the rest assumed from :data:`MICROARCH`);
+    no timing, no file read besides /proc and /sys. Efficiency constants: the defaults."""
     info = _cpuinfo()
-    src: dict[str, str] = {}
+    src: dict[str, str] = {"kind": "detected: a CPU (schema neupims/config/hw_cpu.py)"}
     vendor = info.get("vendor_id") or info.get("CPU implementer") or platform.machine()
     model_name = info.get("model name") or info.get("Model") or platform.processor() or "cpu"
     family = int(info.get("cpu family", "0") or 0)
@@ -325,18 +322,23 @@ def detect(fit: bool = True) -> Detection:
         if name in caches:
             sizes[name] = caches[name]
             src[name + ".size_bytes"] = "detected: sysfs cache"
+            src[name + ".shared"] = "detected: sysfs cache shared_cpu_list"
         else:
             sizes[name] = (default, name == "l3")
-            src[name + ".size_bytes"] = f"assumed: {default} B"
+            src[name + ".size_bytes"] = f"assumed: {default} B (no sysfs cache entry)"
+            src[name + ".shared"] = "assumed: only the last level is shared"
     per_cycle = {
         "l1d": arch.l1_bytes_per_cycle,
         "l2": arch.l2_bytes_per_cycle,
         "l3": arch.l3_bytes_per_cycle,
     }
-    for name in per_cycle:
-        src[name + ".bandwidth_gbps_per_core"] = f"assumed: MICROARCH row {arch.name!r}"
-    for key in ("fma_units", "dram_bandwidth_gbps", "dram_latency_ns"):
-        src[key] = f"assumed: MICROARCH row {arch.name!r}"
+    for name, bpc in per_cycle.items():
+        src[name + ".bandwidth_gbps_per_core"] = (
+            f"assumed: {bpc:g} B/cycle x clock, MICROARCH row {arch.name!r}"
+        )
+    src["fma_units"] = f"assumed: MICROARCH row {arch.name!r}"
+    src["dram_bandwidth_gbps"] = f"assumed: socket DRAM of MICROARCH row {arch.name!r}"
+    src["dram_latency_ns"] = f"assumed: MICROARCH row {arch.name!r}"
     src["microarch"] = f"assumed: {arch.name}: {arch.source}"
     # dtypes whose units differ from the FMA pipes (per core per cycle, 2 ops per MAC):
     # VNNI vpdpbusd does 4 int8 MACs per 32-bit lane, AVX512-BF16 vdpbf16ps 2 per lane
@@ -352,9 +354,11 @@ def detect(fit: bool = True) -> Detection:
     if "amx_bf16" in flags:
         fpc["bf16"] = 1024.0
     if fpc:
-        src["flops_per_cycle"] = "detected ISA flags (VNNI / AVX512-BF16 / AMX), Intel rates"
+        src["flops_per_cycle"] = "detected: ISA flags (VNNI / AVX512-BF16 / AMX), Intel rates"
     vector_regs = 32 if simd == 512 or "asimd" in flags else 16
     src["vector_registers"] = "detected: 32 with AVX-512 or AArch64, else 16"
+    run_threads, how = numpy_threads()
+    src["run_threads"] = how
 
     data = {
         "kind": "cpu",
@@ -369,6 +373,7 @@ def detect(fit: bool = True) -> Detection:
         "flops_per_cycle": fpc,
         "dram_bandwidth_gbps": arch.dram_gbps,
         "dram_latency_ns": arch.dram_latency_ns,
+        "run_threads": run_threads,
     }
     for name, (size, shared) in sizes.items():
         data[name] = {
@@ -378,29 +383,191 @@ def detect(fit: bool = True) -> Detection:
         }
     cfg = CpuConfig(**data)
     src["blas"] = f"detected: {blas_info()}"
-    sig = signature(model_name, cores)
-    fit_file = VALIDATION_DIR / f"measured_{sig}.csv"
-    if fit and fit_file.exists():
-        eff = fitted_efficiency(cfg, fit_file)
-        cfg = cfg.model_copy(update={"efficiency": eff})
-        src["efficiency"] = f"fitted: {fit_file.name} (neupims.devices.cpu_fit.fit)"
-    else:
-        src["efficiency"] = f"assumed: documented defaults (no {fit_file.name})"
+    src["efficiency"] = "assumed: documented defaults (EFFICIENCY_KEYS in neupims/config/hw_cpu.py)"
     return Detection(cfg, tuple(src.items()))
+
+
+# --------------------------------------------------------------------------- cache file
+def machine_key(det: Detection | None = None) -> str:
+    """File-name key of this machine's calibration: :func:`signature` plus a short hash of
+    what a calibration depends on (CPU model, cores, ISA, cache sizes, BLAS and its thread
+    count, NumPy version), so a new BLAS or ``OPENBLAS_NUM_THREADS=1`` gets its own file."""
+    import numpy as np
+
+    det = det or detect()
+    c = det.config
+    facts = [c.name, c.cores, c.threads, c.simd_bits, c.isa, c.l1d.size_bytes,
+             c.l2.size_bytes, c.l3.size_bytes, blas_info(), np.__version__, c.run_threads]  # fmt: skip
+    digest = hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:8]
+    return f"{signature(c.name, c.cores)}-{digest}"
+
+
+def cache_dir() -> Path:
+    """The user folder for calibrations: ``$NEUPIMS_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/neupims``, else ``~/.cache/neupims``. Never inside the package."""
+    env = os.environ.get("NEUPIMS_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "neupims"
+
+
+def cache_path(det: Detection | None = None) -> Path:
+    """Where ``neupims calibrate --hw cpu`` writes, and ``--hw cpu`` looks for, this machine."""
+    return cache_dir() / f"cpu-{machine_key(det)}.yaml"
+
+
+_LABEL_LINE = re.compile(r"^(\s*)([A-Za-z0-9_]+):(.*?)\s+# (.*)$")
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """The per-key provenance comments of a YAML written by :func:`write_cpu_yaml`
+    (``key: value  # label``; nested keys as ``l2.bandwidth_gbps_per_core``)."""
+    out: dict[str, str] = {}
+    parents: list[tuple[int, str]] = []
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        key = line.strip().split(":", 1)[0]
+        while parents and parents[-1][0] >= indent:
+            parents.pop()
+        dotted = ".".join([p for _, p in parents] + [key])
+        m = _LABEL_LINE.match(line)
+        if m:
+            out[dotted] = m.group(4).strip()
+        if line.rstrip().endswith(":") or (m and not m.group(3).strip()):
+            parents.append((indent, key))
+    return out
+
+
+def load_calibrated(path: Path) -> Detection:
+    """A calibrated YAML as a Detection whose sources are the file's own labels."""
+    from neupims.config.hardware import parse_hw
+    from neupims.config.loader import load_yaml
+
+    cfg = parse_hw(load_yaml(path), str(path))
+    if cfg.kind != "cpu":
+        raise ConfigError(f"{path}: kind: expected 'cpu' in a CPU calibration, got {cfg.kind!r}")
+    labels = read_labels(path)
+    sources = tuple((k, v) for k, v in labels.items())
+    return Detection(cfg, sources, origin=f"calibrated: {path}")
+
+
+# --------------------------------------------------------------------------- probing
+#: The quick probe's DRAM working set: twice the LLC, within these bounds (bytes). The upper
+#: bound keeps the probe near a second where first-touch page faults are slow (VMs).
+QUICK_DRAM_BYTES = (64 * 2**20, 128 * 2**20)
+QUICK_LABEL = "quick probe, not calibrated; run neupims calibrate --hw cpu"
+
+
+def probe_sizes(cfg: CpuConfig, dram_bounds: tuple[int, int]) -> dict[str, int]:
+    """Working sets (bytes) that sit in L2 (half of it), in L3 (four L2s per core, at most a
+    quarter of L3) and beyond (twice L3 within ``dram_bounds``)."""
+    l2, l3 = cfg.l2.size_bytes, cfg.l3.size_bytes
+    return {
+        "l2": l2 // 2,
+        "l3": int(min(max(4 * l2 * cfg.cores, 2 * l2), max(l3 // 4, 2 * l2))),
+        "dram": int(min(max(2 * l3, dram_bounds[0]), dram_bounds[1])),
+    }
+
+
+def apply_bandwidths(
+    det: Detection, bw: dict[str, float], label: str, sizes: dict[str, int]
+) -> Detection:
+    """``det`` with the probed bandwidths (GB/s): ``l2``, ``l3`` per core, ``dram_1t`` and
+    ``dram_all`` (``run_threads`` threads). A measured bandwidth is the achieved one, so its
+    ``bw_*`` efficiency becomes 1.0 (the defaults are fractions of nominal table values)."""
+    cfg = det.config
+    src = dict(det.sources)
+    upd: dict = {}
+    eff = dict(cfg.efficiency)
+    p = cfg.nthreads
+    mib = {k: v / 2**20 for k, v in sizes.items()}
+    bw = {k: float(f"{v:.4g}") for k, v in bw.items()}  # 4 digits: more would be noise
+    for lvl in ("l2", "l3"):
+        if lvl in bw:
+            upd[lvl] = getattr(cfg, lvl).model_copy(update={"bandwidth_gbps_per_core": bw[lvl]})
+            src[f"{lvl}.bandwidth_gbps_per_core"] = (
+                f"{label} (1-thread read, {mib[lvl]:.3g} MiB working set)"
+            )
+            eff[f"bw_{lvl}"] = 1.0
+    if "dram_1t" in bw:
+        upd["dram_bandwidth_per_core_gbps"] = bw["dram_1t"]
+        src["dram_bandwidth_per_core_gbps"] = f"{label} (1-thread read, {mib['dram']:.4g} MiB)"
+        all_core = max(bw.get("dram_all", bw["dram_1t"]), bw["dram_1t"])
+        upd["dram_bandwidth_gbps"] = all_core
+        src["dram_bandwidth_gbps"] = (
+            f"{label} ({p}-thread read, {mib['dram']:.4g} MiB; at least the 1-thread value)"
+        )
+        eff["bw_dram"] = 1.0
+        src["mlp_lines"] = "assumed: schema default, unused (per-core DRAM bandwidth measured)"
+    upd["efficiency"] = eff
+    src["efficiency"] = (
+        f"{label}: bw_* = 1.0 for measured levels (the value is the achieved bandwidth); "
+        "others: documented defaults"
+    )
+    return Detection(cfg.model_copy(update=upd), tuple(src.items()), det.origin)
+
+
+def quick_probe(det: Detection | None = None, clock=None) -> Detection:
+    """Detection plus a quick bandwidth probe (about a second): L2 and L3 read bandwidth of
+    one core, and DRAM read bandwidth on one and on ``run_threads`` threads over a working
+    set of :data:`QUICK_DRAM_BYTES` (which a large LLC may partly hold: then it is high)."""
+    from time import perf_counter
+
+    from neupims.devices import cpu_probe
+    from neupims.devices.cpu_fit import BlasThreads
+
+    det = det or detect()
+    clock = clock or perf_counter
+    cfg = det.config
+    sizes = probe_sizes(cfg, QUICK_DRAM_BYTES)
+    ctl = BlasThreads()
+    try:
+        bw = {
+            "l2": cpu_probe.cache_read_gbps(sizes["l2"], 10, clock, blas=ctl).gbps,
+            "l3": cpu_probe.cache_read_gbps(sizes["l3"], 3, clock, blas=ctl).gbps,
+            "dram_1t": cpu_probe.stream_bandwidth("read", sizes["dram"], 1, 3, clock, ctl).gbps,
+        }
+        if cfg.nthreads > 1:
+            bw["dram_all"] = cpu_probe.stream_bandwidth(
+                "read", sizes["dram"], cfg.nthreads, 3, clock, ctl
+            ).gbps
+    finally:
+        if ctl.available:
+            ctl.set(cfg.nthreads)
+    out = apply_bandwidths(det, bw, f"probed: {QUICK_LABEL}", sizes)
+    return Detection(out.config, out.sources, origin=f"probed: {QUICK_LABEL}")
+
+
+@lru_cache(maxsize=1)
+def this_cpu() -> Detection:
+    """What ``--hw cpu`` means here: the calibrated file if there is one for this machine's
+    key, else detection plus the quick probe. Computed once per process."""
+    det = detect()
+    path = cache_path(det)
+    if path.exists():
+        return load_calibrated(path)
+    return quick_probe(det)
 
 
 def detect_config() -> CpuConfig:
     """This machine as a CpuConfig (``load_hw("cpu")``)."""
-    return detect().config
+    return this_cpu().config
 
 
-def describe_detection() -> str:
-    """One line per config value: the value and whether it was detected, assumed or fitted."""
-    det = detect()
+register_hw_name("cpu", detect_config, "this machine's CPU (calibrated file, else quick probe)")
+
+
+def describe_detection(det: Detection | None = None) -> str:
+    """One line per config value: the value and whether it was detected, measured, fitted,
+    probed or assumed; the first line says where the config as a whole came from."""
+    det = det or this_cpu()
     cfg = det.config.model_dump()
     lines = [
-        f"CPU detected as {det.config.name!r} (signature "
-        f"{signature(det.config.name, det.config.cores)})"
+        f"CPU {det.config.name!r} (key {machine_key()}): {det.origin}",
     ]
     for key, how in det.sources:
         head, _, sub = key.partition(".")
@@ -411,5 +578,7 @@ def describe_detection() -> str:
             val = ", ".join(f"{k}={v:.3g}" for k, v in sorted(det.config.efficiency.items()))
         if key in ("blas", "microarch"):
             val = ""
+        if isinstance(val, float):
+            val = f"{val:.4g}"
         lines.append(f"  {key:32s} {str(val):>14s}  {how}")
     return "\n".join(lines)

@@ -9,8 +9,9 @@
 * :func:`errors` gives the absolute percentage error of every measurement.
 
 Measurements are CSV rows: the op's trace columns (``op``, ``m``, ``n``, ...), ``threads``,
-``t_median_s``, ``t_min_s``, ``repeats``. ``validation/cpu/measured_<signature>.csv`` holds
-the committed fit data of a machine; ``cpu_detect`` fits on it when it matches the host.
+``t_median_s``, ``t_min_s``, ``repeats``, ``t_cpu_s``. ``neupims calibrate --hw cpu``
+(``cpu_calibrate``) times a suite and fits on it; ``validation/cpu/measured_*.csv`` hold
+committed measurements of past machines, used as validation data by the tests.
 """
 
 from __future__ import annotations
@@ -92,19 +93,24 @@ class BlasThreads:
 
 # --------------------------------------------------------------------------- timing
 def _median_min(
-    fn: Callable[[], object], min_time: float, max_repeats: int
+    fn: Callable[[], object],
+    min_time: float,
+    max_repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
+    cpu_clock: Callable[[], float] = time.thread_time,
 ) -> tuple[float, float, float, int]:
-    """Median and minimum wall time and median process CPU time of repeated calls."""
+    """Median and minimum wall time and median CPU time (``cpu_clock``) of repeated calls
+    (at least 3, more until ``min_time`` seconds have passed, at most ``max_repeats``)."""
     fn()  # warm caches, fault in pages, wake BLAS threads
     times: list[float] = []
     cpu: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - start < min_time and len(times) < max_repeats):
-        c0 = time.process_time()
-        t0 = time.perf_counter()
+    start = clock()
+    while len(times) < 3 or (clock() - start < min_time and len(times) < max_repeats):
+        c0 = cpu_clock()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+        times.append(clock() - t0)
+        cpu.append(cpu_clock() - c0)
     return float(np.median(times)), float(min(times)), float(np.median(cpu)), len(times)
 
 
@@ -162,9 +168,11 @@ def kernel(op: Op) -> Callable[[], object]:
 @dataclass(frozen=True)
 class Measurement:
     """Timings of one op: wall-clock median and minimum, and the median CPU time of the
-    timing process. On one thread the CPU time excludes the time the process waits while
-    other processes hold the core, so it is the robust estimate of the uncontended time on
-    a shared machine; on several threads it also counts the BLAS workers' spinning."""
+    calling thread (``time.thread_time``; the process's before 2026-12, as in the committed
+    AMD data). On one BLAS thread the work runs on the calling thread and its CPU time
+    excludes the time it waits while other processes hold the core, so it is the robust
+    estimate of the uncontended time on a shared machine (the thread's own CPU time also
+    leaves out BLAS workers still spinning after an earlier multi-thread call)."""
 
     op: Op
     threads: int
@@ -175,11 +183,12 @@ class Measurement:
 
     @property
     def t_best_s(self) -> float:
-        """The statistic the model is fitted and judged on: CPU time on one thread, wall
-        median on several."""
+        """The statistic the model is fitted and judged on: CPU time on one thread, the wall
+        minimum on several (other processes only ever add time, and the process CPU time of
+        several threads counts the BLAS workers' spinning)."""
         if self.threads == 1 and math.isfinite(self.t_cpu_s) and self.t_cpu_s > 0:
             return self.t_cpu_s
-        return self.t_median_s
+        return self.t_min_s
 
     def row(self) -> dict:
         return {
@@ -194,13 +203,20 @@ class Measurement:
 
 
 def measure(
-    op: Op, threads: int, ctl: BlasThreads | None, min_time: float = 0.05, max_repeats: int = 15
+    op: Op,
+    threads: int,
+    ctl: BlasThreads | None,
+    min_time: float = 0.05,
+    max_repeats: int = 15,
+    clock: Callable[[], float] = time.perf_counter,
+    cpu_clock: Callable[[], float] = time.thread_time,
 ) -> Measurement:
-    """Time ``op`` with NumPy on ``threads`` BLAS threads (median and min of repeats)."""
+    """Time ``op`` with NumPy on ``threads`` BLAS threads (median and min of repeats;
+    ``clock`` and ``cpu_clock`` are wall and process-CPU seconds, replaceable in tests)."""
     if ctl is not None and ctl.available:
         ctl.set(threads)
     fn = kernel(op)
-    med, mn, cpu, reps = _median_min(fn, min_time, max_repeats)
+    med, mn, cpu, reps = _median_min(fn, min_time, max_repeats, clock, cpu_clock)
     return Measurement(op, threads, med, mn, reps, cpu)
 
 
@@ -317,12 +333,13 @@ def _relevant_keys(rows: Sequence[Measurement]) -> list[str]:
     return keys
 
 
-def fit_rows(rows: Sequence[Measurement]) -> list[Measurement]:
-    """The measurements the constants are fitted on: the single-thread ones. Multi-thread
-    wall times on a shared VM with fewer free cores than threads measure the scheduler
-    (a BLAS thread waits a whole time slice for a core), not the hardware; they are
-    reported, not fitted (docs/cpu.md)."""
-    return [r for r in rows if r.threads == 1]
+def fit_rows(rows: Sequence[Measurement], multi_thread: bool = False) -> list[Measurement]:
+    """The measurements the constants are fitted on: the single-thread ones, and the
+    multi-thread ones too when ``multi_thread`` (the machine was quiet while they were
+    timed). Multi-thread wall times on a busy VM with fewer free cores than threads measure
+    the scheduler (a BLAS thread waits a whole time slice for a core), not the hardware;
+    then they are reported, not fitted (docs/cpu.md)."""
+    return [r for r in rows if multi_thread or r.threads == 1]
 
 
 def fit(

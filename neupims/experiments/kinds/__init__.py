@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+import neupims.devices  # noqa: F401  registers run-time hw names ("cpu") that points may use
+
 
 @dataclass(frozen=True)
 class ExperimentKind:
