@@ -481,6 +481,209 @@ class LutGemm(Op):
         return self.weight_bytes + (self.m * self.k) * b + self.m * self.n * 2
 
 
+# --------------------------------------------------------------------------------------
+# Neighborhood attention and long convolutions (kernels in neupims.devices.gpu_natten and
+# neupims.devices.gpu_longconv; sources: docs/sources/kernels.md sections 6 and 9)
+# --------------------------------------------------------------------------------------
+
+#: Neighborhood-attention kernels: NATTEN's naive CUDA kernels, its GEMM-based kernels and
+#: fused neighborhood attention (Hassani et al., arXiv 2403.04690).
+NA_ALGOS = ("naive", "gemm", "fused")
+#: Floating-point dtypes the NATTEN kernels take.
+NA_DTYPES = ("fp64", "fp32", "fp16", "bf16")
+
+
+def parse_extents(name: str, text: str, rank: int | None = None) -> tuple[int, ...]:
+    """Per-axis sizes written as positive integers joined by ``x`` (``56x56``, ``7``).
+
+    With ``rank`` given, a single integer applies to every axis (``7`` -> ``7x7``) and any
+    other count than ``rank`` is an error. Raises ValueError naming the field.
+    """
+    parts = [p.strip() for p in str(text).strip().lower().split("x")]
+    try:
+        vals = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be 1 to 3 positive integers joined by 'x' (e.g. 56x56), got {text!r}"
+        ) from None
+    if not 1 <= len(vals) <= 3 or min(vals) < 1:
+        raise ValueError(
+            f"{name} must be 1 to 3 positive integers joined by 'x' (e.g. 56x56), got {text!r}"
+        )
+    if rank is not None and len(vals) != rank:
+        if len(vals) == 1:
+            return vals * rank
+        raise ValueError(f"{name} {text!r} has {len(vals)} axes but dims has {rank}")
+    return vals
+
+
+def _extents_text(vals: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in vals)
+
+
+@register_op
+@dataclass(frozen=True)
+class NeighborhoodAttention(Op):
+    """Neighborhood attention (NA) over a 1-D, 2-D or 3-D token grid, heads-first layout
+    [batch, heads, *dims, head_dim]: each query attends to the ``kernel`` window of keys
+    around it (shifted inward at the borders, so every query sees exactly V keys), with
+    keys ``dilation`` apart along each axis (Hassani et al., arXiv 2403.04690;
+    docs/sources/kernels.md section 6).
+
+    Trace cells: ``dims`` = ``56x56`` (tokens per axis), ``kernel`` = ``7x7`` or ``7`` (the
+    same on every axis), ``dilation`` = ``1x1`` or ``1``. Cells are normalised to one
+    value per axis, so ``7`` and ``7x7`` are the same op. Counts follow NATTEN's FLOP
+    convention (NATTEN docs/flops.md): only the two GEMMs, MACs = 2*B*h*T*V*d with
+    T = prod(dims) and V = prod(kernel), FLOPs = 2 * MACs; softmax is not counted.
+    """
+
+    name: ClassVar[str] = "neighborhood_attention"
+    batch: int
+    heads: int
+    dims: str
+    kernel: str
+    dilation: str = "1"
+    head_dim: int = 32
+    dtype: str = "fp16"
+    algo: str = "fused"
+
+    def __post_init__(self) -> None:
+        dims = parse_extents("dims", self.dims)
+        object.__setattr__(self, "dims", _extents_text(dims))
+        for f in ("kernel", "dilation"):
+            vals = parse_extents(f, getattr(self, f), rank=len(dims))
+            object.__setattr__(self, f, _extents_text(vals))
+        super().__post_init__()
+
+    def validate(self) -> None:
+        super().validate()
+        if self.dtype not in NA_DTYPES:
+            raise ValueError(f"dtype must be one of {list(NA_DTYPES)}, got {self.dtype!r}")
+        if self.algo not in NA_ALGOS:
+            raise ValueError(f"algo must be one of {list(NA_ALGOS)}, got {self.algo!r}")
+        axes = zip(self.spatial, self.window, self.dilations, strict=True)
+        for axis, (n, k, dil) in enumerate(axes, 1):
+            if k * dil > n:
+                raise ValueError(
+                    f"kernel {k} x dilation {dil} on axis {axis} spans {k * dil} tokens, "
+                    f"more than dims {n}"
+                )
+        if self.algo == "fused" and self.dtype == "fp64":
+            raise ValueError("algo 'fused' takes fp32, fp16 or bf16 (NATTEN's fused kernels)")
+        if self.algo == "gemm" and self.rank > 2:
+            raise ValueError(
+                "algo 'gemm' has no 3-D kernel (NATTEN's GEMM-based NA covers 1-D and 2-D); "
+                "use 'naive' or 'fused'"
+            )
+
+    @property
+    def spatial(self) -> tuple[int, ...]:
+        """Tokens per axis."""
+        return parse_extents("dims", self.dims)
+
+    @property
+    def window(self) -> tuple[int, ...]:
+        """Kernel (window) size per axis."""
+        return parse_extents("kernel", self.kernel, rank=len(self.spatial))
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        return parse_extents("dilation", self.dilation, rank=len(self.spatial))
+
+    @property
+    def rank(self) -> int:
+        """Number of spatial axes (1, 2 or 3)."""
+        return len(self.spatial)
+
+    @property
+    def tokens(self) -> int:
+        """T: tokens per (batch, head)."""
+        return math.prod(self.spatial)
+
+    @property
+    def neighbours(self) -> int:
+        """V: keys each query attends to."""
+        return math.prod(self.window)
+
+    @property
+    def attn_elems(self) -> int:
+        """Elements of the B*h*T*V attention tensor an unfused kernel writes and reads."""
+        return self.batch * self.heads * self.tokens * self.neighbours
+
+    @property
+    def macs(self) -> float:
+        return 2.0 * self.batch * self.heads * self.tokens * self.neighbours * self.head_dim
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.macs
+
+    @property
+    def min_bytes(self) -> float:
+        """Q, K, V read and O written once: 4*B*h*T*d elements."""
+        return 4.0 * self.batch * self.heads * self.tokens * self.head_dim * dtype_bytes(self.dtype)
+
+
+#: Long-convolution algorithms: PyTorch's cuFFT path, FlashButterfly's Monarch/Butterfly
+#: decomposition on tensor cores (Fu et al., arXiv 2302.06646) and direct (reference).
+LONG_CONV_ALGOS = ("fft", "butterfly", "direct")
+LONG_CONV_DTYPES = ("fp32", "fp16", "bf16")
+
+
+@register_op
+@dataclass(frozen=True)
+class LongConv(Op):
+    """Causal depthwise long convolution y[b, c, t] = sum_{s<=t} k[c, s] u[b, c, t - s]
+    with a kernel as long as the sequence (``length`` = N), one kernel per channel
+    shared over the batch (Fu et al., arXiv 2302.06646; docs/sources/kernels.md section 9).
+
+    FLOPs count the FFT convolution the paper builds on: the input's real FFT and the
+    inverse real FFT at the zero-padded length n = 2N, 2.5*n*log2(n) FLOPs each (half the
+    usual 5*n*log2(n) of a complex FFT), plus a complex multiply (6 FLOPs) for each of the
+    n/2 + 1 frequencies; the kernel's FFT is cached (inference). :attr:`direct_flops` is
+    the direct convolution's count, N*(N+1) per channel (causal). Bytes: u and y once
+    each, the kernel once.
+    """
+
+    name: ClassVar[str] = "long_conv"
+    batch: int
+    channels: int
+    length: int
+    dtype: str = "fp32"
+    algo: str = "fft"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.dtype not in LONG_CONV_DTYPES:
+            raise ValueError(f"dtype must be one of {list(LONG_CONV_DTYPES)}, got {self.dtype!r}")
+        if self.algo not in LONG_CONV_ALGOS:
+            raise ValueError(f"algo must be one of {list(LONG_CONV_ALGOS)}, got {self.algo!r}")
+
+    @property
+    def sequences(self) -> int:
+        """Independent (batch, channel) sequences."""
+        return self.batch * self.channels
+
+    @property
+    def fft_size(self) -> int:
+        """n = 2N: the zero-padded length that makes the circular convolution causal."""
+        return 2 * self.length
+
+    @property
+    def flops(self) -> float:
+        n = self.fft_size
+        return self.sequences * (2 * 2.5 * n * math.log2(n) + 6.0 * (n // 2 + 1))
+
+    @property
+    def direct_flops(self) -> float:
+        return self.sequences * float(self.length) * (self.length + 1)
+
+    @property
+    def min_bytes(self) -> float:
+        b = dtype_bytes(self.dtype)
+        return (2.0 * self.sequences + self.channels) * self.length * b
+
+
 def _parse_cell(name: str, typ: Any, raw: str) -> Any:
     if typ in (int, "int"):
         try:
@@ -552,7 +755,9 @@ __all__ = [
     "Elementwise",
     "Gemm",
     "Gemv",
+    "LongConv",
     "LutGemm",
+    "NeighborhoodAttention",
     "Op",
     "Pool2d",
     "QuantGemm",

@@ -56,6 +56,20 @@ EFFICIENCY_KEYS: dict[str, tuple[str, float]] = {
     # weight-only quantised GEMM (dequantise in registers, then MMA)
     "quant_tc_eff": ("weight-only quantised GEMM, fraction of the 16-bit tensor peak", 0.05),
     "quant_fixed_us": ("weight-only quantised GEMM fixed time", 6.0),
+    # neighborhood attention and long convolutions (neupims.devices.gpu_natten,
+    # gpu_longconv). Fitted by validation/kernels/fit.py on an H200 (GH100 SMs, as the
+    # H100) to validation/kernels/h200/kernels.csv: Triton copies of NATTEN's naive AV
+    # kernel (18 shapes) and PyTorch's torch.fft.rfft (8 sizes), median of each row's value
+    "na_naive_av_eff": ("naive NA AV kernel, fraction of its load/store-unit bound", 0.535),
+    "fft_simt_eff": ("cuFFT real transforms, fraction of the FP32 SIMT peak", 0.09),
+    # not measured (an assumption): cuFFT computes a transform of up to a few thousand
+    # points in one kernel from shared memory and splits larger ones into passes over
+    # device memory
+    "fft_points_per_pass": ("points; cuFFT transforms up to this size in one pass", 4096.0),
+    # not measured: FlashButterfly's 16x16 DFT matmuls at a large GEMM's tensor-core
+    # efficiency (1.0 x tc_eff). The paper's 2.2x implies 0.16-0.19 in this model
+    # (docs/kernels.md; neupims.devices.gpu_longconv.implied_butterfly_tc_scale)
+    "butterfly_tc_scale": ("FlashButterfly DFT matmuls' efficiency relative to tc_eff", 1.0),
     # whole steps (GpuModel.step)
     "host_op_us": ("eager PyTorch: host time to dispatch one op", 15.0),
     "stream_overlap_us": (

@@ -21,6 +21,8 @@ MODEL_MODULES = (
     "neupims.devices.npu",
     "neupims.devices.gpu",
     "neupims.devices.gpu_conv",
+    "neupims.devices.gpu_natten",
+    "neupims.devices.gpu_longconv",
     "neupims.devices.cpu",
 )
 
