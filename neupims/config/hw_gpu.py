@@ -56,6 +56,10 @@ EFFICIENCY_KEYS: dict[str, tuple[str, float]] = {
     # weight-only quantised GEMM (dequantise in registers, then MMA)
     "quant_tc_eff": ("weight-only quantised GEMM, fraction of the 16-bit tensor peak", 0.05),
     "quant_fixed_us": ("weight-only quantised GEMM fixed time", 6.0),
+    # arbitrary-precision integer GEMM (bipolar-INT, neupims.devices.gpu_apint). ASSUMPTION,
+    # not measured: no b1 tensor-core GEMM was timed here, so the one-bit main loop is taken
+    # to reach the same fraction of its (b1) peak as a 16-bit GEMM of the same tile (1.0).
+    "apint_tc_scale": ("bipolar-INT b1 GEMM main loop relative to tc_eff (assumed)", 1.0),
     # whole steps (GpuModel.step)
     "host_op_us": ("eager PyTorch: host time to dispatch one op", 15.0),
     "stream_overlap_us": (

@@ -16,6 +16,7 @@ MODEL_MODULES = (
     "neupims.devices.npu",
     "neupims.devices.gpu",
     "neupims.devices.gpu_conv",
+    "neupims.devices.gpu_apint",
     "neupims.devices.cpu",
 )
 
