@@ -73,6 +73,7 @@ def run_point(cfg: PrefillPoint) -> dict:
     computed = sum(lay.dense_tokens for lay in run.layouts)
     return {
         "setup": f"{cfg.model} {cfg.dataset} <={clip}",
+        "prompts": f"{cfg.dataset}\n<={clip}",
         "ttft_s": run.ttft_s,
         "padding_ttft_s": pad.ttft_s,
         "ttft_speedup_vs_padding": pad.ttft_s / run.ttft_s,
@@ -101,7 +102,7 @@ def run_point(cfg: PrefillPoint) -> dict:
 register_kind(ExperimentKind(
     name="prefill_batching", schema=PrefillPoint, run_point=run_point,
     description="Prepacking vs padding vs length-ordered prefill on a GPU (2404.09529)",
-    metrics=("setup", "ttft_s", "padding_ttft_s", "ttft_speedup_vs_padding", "prompts_per_s",
+    metrics=("setup", "prompts", "ttft_s", "padding_ttft_s", "ttft_speedup_vs_padding", "prompts_per_s",
              "throughput_vs_padding", "peak_memory_gb", "padding_peak_memory_gb",
              "memory_vs_padding", "fits", "padding_fits", "useful_tokens", "tensor_tokens", "pad_fraction",
              "rows_per_batch", "mean_prompt_len", "max_prompt_len_seen", "max_batch",
