@@ -436,6 +436,71 @@ class QuantGemm(Op):
         return self.weight_bytes + (self.m * self.k + self.m * self.n) * b
 
 
+# ----------------------------------------------------------------------- apint_gemm
+#: Bit widths an arbitrary-precision integer GEMM accepts, for weights and activations.
+APINT_BITS = range(1, 9)
+#: How an :class:`ApintGemm` runs: ``bipolar_int`` decomposes it into wbits x abits one-bit
+#: tensor-core GEMMs (Ma et al., arXiv 2409.17870, docs/sources/kernels.md section 7);
+#: ``cutlass_padded`` is the CUTLASS baseline, an int4 or int8 tensor-core GEMM on the
+#: precision padded up (a 3-bit operand runs as int4, 5 to 8 bits as int8).
+APINT_KERNELS = ("bipolar_int", "cutlass_padded")
+
+
+@register_op
+@dataclass(frozen=True)
+class ApintGemm(Op):
+    """Arbitrary-precision integer GEMM C[m, n] = A[m, k] @ W[k, n] with ``wbits``-bit
+    weights and ``abits``-bit activations (1 to 8 bits each), producing ``dtype`` outputs.
+
+    ``kernel`` picks the implementation (:data:`APINT_KERNELS`). Counts: ``flops`` is the
+    equivalent dense work (2 per multiply-add, as T-MAC and the paper report throughput);
+    ``bit_mmas`` the one-bit multiply-accumulates of the bit-plane decomposition
+    (wbits x abits x m x n x k); ``min_bytes`` the weights at wbits/8 bytes per element,
+    the activations at abits/8 and the outputs at ``dtype``.
+    """
+
+    name: ClassVar[str] = "apint_gemm"
+    m: int
+    n: int
+    k: int
+    wbits: int = 2
+    abits: int = 2
+    dtype: str = "fp16"
+    kernel: str = "bipolar_int"
+
+    def validate(self) -> None:
+        for what in ("wbits", "abits"):  # before the generic check: say the range
+            v = getattr(self, what)
+            if isinstance(v, bool) or v not in APINT_BITS:
+                raise ValueError(f"{what} must be an integer from 1 to 8 bits, got {v!r}")
+        super().validate()
+        if self.kernel not in APINT_KERNELS:
+            raise ValueError(f"kernel must be one of {list(APINT_KERNELS)}, got {self.kernel!r}")
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * self.m * self.n * self.k
+
+    @property
+    def bit_mmas(self) -> float:
+        """One-bit multiply-accumulates of the bit-plane decomposition: w*a*m*n*k."""
+        return float(self.wbits * self.abits) * self.m * self.n * self.k
+
+    @property
+    def weight_bytes(self) -> float:
+        """Weights packed at wbits bits per element (n x k / 8 bytes per bit-plane)."""
+        return self.n * self.k * self.wbits / 8
+
+    @property
+    def act_bytes(self) -> float:
+        """Activations packed at abits bits per element (m x k / 8 bytes per bit-plane)."""
+        return self.m * self.k * self.abits / 8
+
+    @property
+    def min_bytes(self) -> float:
+        return self.weight_bytes + self.act_bytes + self.m * self.n * dtype_bytes(self.dtype)
+
+
 @register_op
 @dataclass(frozen=True)
 class LutGemm(Op):

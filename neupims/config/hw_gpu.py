@@ -70,6 +70,10 @@ EFFICIENCY_KEYS: dict[str, tuple[str, float]] = {
     # efficiency (1.0 x tc_eff). The paper's 2.2x implies 0.16-0.19 in this model
     # (docs/kernels.md; neupims.devices.gpu_longconv.implied_butterfly_tc_scale)
     "butterfly_tc_scale": ("FlashButterfly DFT matmuls' efficiency relative to tc_eff", 1.0),
+    # arbitrary-precision integer GEMM (bipolar-INT, neupims.devices.gpu_apint). ASSUMPTION,
+    # not measured: no b1 tensor-core GEMM was timed here, so the one-bit main loop is taken
+    # to reach the same fraction of its (b1) peak as a 16-bit GEMM of the same tile (1.0).
+    "apint_tc_scale": ("bipolar-INT b1 GEMM main loop relative to tc_eff (assumed)", 1.0),
     # whole steps (GpuModel.step)
     "host_op_us": ("eager PyTorch: host time to dispatch one op", 15.0),
     "stream_overlap_us": (

@@ -23,6 +23,7 @@ MODEL_MODULES = (
     "neupims.devices.gpu_conv",
     "neupims.devices.gpu_natten",
     "neupims.devices.gpu_longconv",
+    "neupims.devices.gpu_apint",
     "neupims.devices.cpu",
 )
 
