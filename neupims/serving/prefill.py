@@ -432,9 +432,11 @@ def run_prefill(
     weight_bits: int = 16,
     dtype: str = "fp16",
     timed: bool = True,
+    dispatch: str | None = None,
 ) -> PrefillRun:
     """Prefill every prompt of ``lengths`` under ``policy`` on ``hw`` (seconds via
-    :func:`step_time`; ``timed=False`` skips the costing and reports memory only)."""
+    :func:`step_time` with ``dispatch``, the device's default when None; ``timed=False``
+    skips the costing and reports memory only)."""
     pol = get_policy(policy)
     _check_lengths(lengths)
     layouts, secs, peaks = [], [], []
@@ -445,7 +447,7 @@ def run_prefill(
                                     weight_bits=weight_bits, dtype=dtype).total)  # fmt: skip
         if timed:
             ops = prefill_ops(model, lay, attention=attention, logits=logits, dtype=dtype)
-            secs.append(step_time(hw, ops).seconds)
+            secs.append(step_time(hw, ops, dispatch).seconds)
         else:
             secs.append(float("nan"))
     return PrefillRun(policy, batch_size, tuple(layouts), tuple(secs), tuple(peaks))

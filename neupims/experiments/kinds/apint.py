@@ -47,6 +47,9 @@ class ApintPoint(Spec):
     phase: Literal["prefill", "decode"] = "decode"
     batch: PosInt = 1
     seq: PosInt = Field(1024, description="context (decode) or prompt (prefill) tokens")
+    # whole steps (GpuModel.step): "graph" = the GPU's kernel time (an inference engine that
+    # launches from a CUDA graph), "eager" = plain PyTorch's host dispatch included
+    dispatch: Literal["graph", "eager"] = "graph"
 
     @field_validator("wa")
     @classmethod
@@ -130,9 +133,9 @@ def _e2e(hw, cfg: ApintPoint, w: int, a: int) -> dict:
     from neupims.workloads import trace
 
     ops = trace(cfg.workload, cfg.phase, cfg.batch, cfg.seq)
-    fp16 = step_time(hw, ops)
-    bi = step_time(hw, quantise_linears(ops, w, a, "bipolar_int"))
-    cu = step_time(hw, quantise_linears(ops, w, a, "cutlass_padded"))
+    fp16 = step_time(hw, ops, cfg.dispatch)
+    bi = step_time(hw, quantise_linears(ops, w, a, "bipolar_int"), cfg.dispatch)
+    cu = step_time(hw, quantise_linears(ops, w, a, "cutlass_padded"), cfg.dispatch)
     return {
         "panel": f"{cfg.workload} step",
         "case": f"{cfg.phase} b{cfg.batch}",

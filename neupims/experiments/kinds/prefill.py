@@ -41,6 +41,9 @@ class PrefillPoint(Spec):
     packer: Literal["best_fit_decreasing", "first_fit_decreasing"] = "best_fit_decreasing"
     attention: Literal["sdpa_mask", "eager", "varlen"] = "sdpa_mask"
     logits: Literal["all", "last"] = "all"
+    # host dispatch of the prefill step (GpuModel.step): "eager", the paper's Hugging Face
+    # PyTorch path, or "graph" (kernels back to back, GPU time only)
+    dispatch: Literal["eager", "graph"] = "eager"
     seed: int = Field(0, ge=0)
 
 
@@ -64,8 +67,9 @@ def run_point(cfg: PrefillPoint) -> dict:
     kw = dict(packer=cfg.packer, attention=cfg.attention, logits=cfg.logits,
               weight_bits=cfg.weight_bits)  # fmt: skip
     lengths = prompt_lengths(cfg.dataset, cfg.n_prompts, cfg.seed, clip)
-    run = run_prefill(hw, cfg.model, lengths, cfg.policy, cfg.batch_size, **kw)
-    pad = run_prefill(hw, cfg.model, lengths, "padding", cfg.batch_size, **kw)
+    timing = {"dispatch": cfg.dispatch}
+    run = run_prefill(hw, cfg.model, lengths, cfg.policy, cfg.batch_size, **kw, **timing)
+    pad = run_prefill(hw, cfg.model, lengths, "padding", cfg.batch_size, **kw, **timing)
     cap = hw.hbm_capacity_gb * 1e9
     pool = prompt_lengths(cfg.dataset, cfg.max_batch_prompts, cfg.seed, clip)
     mb = max_batch(cfg.model, pool, cfg.policy, cap, **kw)
