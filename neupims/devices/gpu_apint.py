@@ -1,6 +1,6 @@
 """GPU cost of arbitrary-precision integer GEMMs (:class:`neupims.ops.ApintGemm`).
 
-Two kernels, chosen by the op's ``kernel`` field (docs/kernels_apint_prepacking.md):
+Two kernels, chosen by the op's ``kernel`` field (docs/kernels.md):
 
 ``bipolar_int`` (Ma, Fang, Shao, Wang, "Efficient Arbitrary Precision Acceleration for Large
 Language Models on GPU Tensor Cores", arXiv 2409.17870, ASP-DAC 2025; docs/sources/kernels.md

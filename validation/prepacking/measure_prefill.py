@@ -1,6 +1,6 @@
 """Time the prefill of a randomly initialised Llama-like block stack, padded vs packed.
 
-Sanity check of neupims' Prepacking model (docs/kernels_apint_prepacking.md). The stack has
+Sanity check of neupims' Prepacking model (docs/kernels.md). The stack has
 Sheared-LLaMA-1.3B's shapes (d_model 2048, 16 heads of 128, SwiGLU 5504, RMSNorm; no RoPE,
 no embedding, no LM head), ``--layers`` blocks, fp16, PyTorch SDPA. For each case of
 make_cases.py (a batch of prompt lengths and its packed rows) it times one forward under:
