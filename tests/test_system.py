@@ -50,7 +50,8 @@ def test_sbi_total_formula():
     m1, m2 = pim_attention(sys, b1, seq[s1], ch[s1]), pim_attention(sys, b2, seq[s2], ch[s2])
 
     def stage(chain, attn):
-        return max(sys._npu_stage(chain, attn), 0 if attn is None else attn.pim.max())
+        npu, pim = sys._stage(chain, attn)
+        return max(npu, 0 if pim is None else pim.max())
 
     a, b = stage(q1, None), stage(q2, m1)
     c, d = stage(p1 + q1, m2), stage(p2 + q2, m1)
@@ -332,9 +333,11 @@ def test_sbi_in_blocked_mode_serialises_and_dual_recovers():
 
 
 def test_stage_cycles_against_released_simulator_log():
-    """validation/neupims: a run log of the released simulator on the clb-0 snapshot. Our
-    NPU-only stages (A: QKV, F: Proj+FFN) are within 10 % of it, and the two sub-batches'
-    PIM-bound stages keep its ratio (the Algorithm-3 partition) within 2 %."""
+    """validation/neupims: a third party's run log of the released simulator (SBI on) on the
+    clb-0 snapshot. Our NPU-only stages (A: QKV, F: Proj+FFN) are within 10 % of it, and the
+    two sub-batches' MHA work keeps the ratio of its PIM-bound stages B and C (the
+    Algorithm-3 partition) within 2 %. (That run's fork reads NPU operands at no memory cost,
+    docs/neupims.md, so its NPU stages under PIM contention are not compared.)"""
     import pandas as pd
 
     ref = pd.read_csv(
@@ -345,7 +348,11 @@ def test_stage_cycles_against_released_simulator_log():
     st = sys.iteration(seq, ch).stage_cycles
     for stage in ("A", "F"):
         assert st[stage] == pytest.approx(ref[stage], rel=0.10)
-    assert st["B"] / st["E"] == pytest.approx(ref["B"] / ref["E"], rel=0.02)
+    sb = partition(ch, 32)
+    mha = [pim_attention(sys, sys.block(int((sb == i).sum())), seq[sb == i], ch[sb == i])
+           for i in (0, 1)]  # fmt: skip
+    ours = mha[0].pim.max() / mha[1].pim.max()
+    assert ours == pytest.approx(ref["B"] / ref["C"], rel=0.02)
 
 
 def _zoo_decoders():

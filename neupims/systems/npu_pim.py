@@ -33,6 +33,7 @@ import numpy as np
 from neupims.config import load_hw
 from neupims.devices import get_model
 from neupims.devices.npu import decode_attention_work, npu_energy_j, vector_cycles
+from neupims.devices.pim_contention import contention
 from neupims.errors import ConfigError
 from neupims.ops import Gemm, dtype_bytes
 from neupims.systems import deps
@@ -74,6 +75,9 @@ class NpuChain:
     sram_bytes: float = 0.0
     flops: float = 0.0  # FLOPs of the trace's ops (attention's are in AttnWork.flops)
     ops: tuple = ()  # (op name, cycles) of each op in the chain, in order
+    #: (busy, stream, post) of each op in order: it lasts max(busy, stream + post), where
+    #: ``stream`` is its HBM traffic's time at the full streaming rate (see ``overlap``)
+    segments: tuple = ()
 
     def __add__(self, o: NpuChain) -> NpuChain:
         return NpuChain(*(a + b for a, b in zip(self._t(), o._t(), strict=True)))
@@ -160,6 +164,27 @@ def npu_attention(sys: NpuPimSystem, block: DecodeBlock, seq_lens, ch_idx) -> At
 ATTENTION: dict[str, Callable[..., AttnWork]] = {"pim": pim_attention, "npu": npu_attention}
 
 
+def overlap(segments, pim_end: float, share: float) -> tuple[float, float]:
+    """Run a chain's ops (``(busy, stream, post)`` each: an op lasts max(busy, stream + post)
+    from its start) while the PIM works until ``pim_end``: before then a stream progresses at
+    ``share`` of its full rate, after it at the full rate (a fluid model of the channels the
+    stream is striped over). Returns (the chain's end, the time its streams were active
+    before ``pim_end``)."""
+    t = active = 0.0
+    for busy, stream, post in segments:
+        if stream <= 0:
+            t += busy
+            continue
+        if t >= pim_end or share >= 1.0:
+            s_end = t + stream
+        else:
+            cap = (pim_end - t) * share  # stream work done by pim_end
+            s_end = t + stream / share if stream <= cap else pim_end + (stream - cap)
+            active += min(s_end, pim_end) - t
+        t = max(t + busy, s_end + post)
+    return t, active
+
+
 # ---------------------------------------------------------------------------------------
 # Sub-batch partition (Algorithm 3)
 # ---------------------------------------------------------------------------------------
@@ -226,29 +251,30 @@ class NpuPimSystem(System):
         pending = 0.0  # posted write bytes not drained yet
         for b in ops:
             w = self.dev.work(b.op)
-            cyc = w.cycles
+            busy = max(w.compute_cycles, w.vector_cycles)
+            stream, post = w.dma_cycles, w.post_dma_cycles
+            dma_bytes, dma_cycles = w.dma_bytes, w.dma_cycles
             if w.dma_bytes > 0 and resident:
-                cyc, dma_bytes, dma_cycles = w.compute_cycles, 0.0, 0.0
-            else:
-                dma_bytes, dma_cycles = w.dma_bytes, w.dma_cycles
-                if left > 0 and isinstance(b.op, Gemm):
-                    weights = b.op.k * b.op.n * b.op.batch * dtype_bytes(b.op.dtype)
-                    got = min(left, weights)
-                    left -= got
-                    rest = max(0.0, 1.0 - got / w.dma_bytes)
-                    cyc = (
-                        w.compute_cycles
-                        if rest == 0
-                        else max(w.compute_cycles, w.dma_cycles * rest + w.post_dma_cycles)
-                    )
-                elif pending > 0 and w.stream_bytes > 0:
-                    cyc = self.dev.cycles_with(w, pending)
-                    pending = 0.0
+                stream, dma_bytes, dma_cycles = 0.0, 0.0, 0.0
+                busy = w.compute_cycles
+            elif left > 0 and isinstance(b.op, Gemm):
+                weights = b.op.k * b.op.n * b.op.batch * dtype_bytes(b.op.dtype)
+                got = min(left, weights)
+                left -= got
+                rest = max(0.0, 1.0 - got / w.dma_bytes)
+                stream, post = (w.dma_cycles * rest, w.post_dma_cycles) if rest else (0.0, 0.0)
+            elif pending > 0 and w.stream_bytes > 0:
+                stream = self.dev.dma_cycles(w.stream_bytes + pending)
+                pending = 0.0
+            if stream <= 0 and w.stream_bytes <= 0:
+                busy = max(busy, w.cycles)  # an op with no HBM traffic: its own time
+            segs = [(busy, stream, post)]
             if w.write_bytes > 0:
                 if posted:
                     pending += w.write_bytes
                 else:
-                    cyc += self.dev.dma_cycles(w.write_bytes)
+                    segs.append((0.0, self.dev.dma_cycles(w.write_bytes), 0.0))
+            cyc = sum(max(bz, st + po) for bz, st, po in segs)
             out = out + NpuChain(
                 cycles=cyc,
                 systolic=w.compute_cycles,
@@ -261,6 +287,7 @@ class NpuPimSystem(System):
                 sram_bytes=w.sram_bytes,
                 flops=b.op.flops,
                 ops=((b.role, cyc),),
+                segments=tuple(segs),
             )
             if b.allreduce and self.comm:
                 s = ring_allreduce_s(
@@ -270,10 +297,17 @@ class NpuPimSystem(System):
                     self.npu.interconnect_latency_us,
                 )
                 link = s * self.clock_hz
-                out = out + NpuChain(cycles=link, link=link, ops=((f"{b.role}.allreduce", link),))
+                out = out + NpuChain(
+                    cycles=link,
+                    link=link,
+                    ops=((f"{b.role}.allreduce", link),),
+                    segments=((link, 0.0, 0.0),),
+                )
         if pending > 0:  # the last writes drain before the chain's work is done
             drain = self.dev.dma_cycles(pending)
-            out = out + NpuChain(cycles=drain, ops=(("write drain", drain),))
+            out = out + NpuChain(
+                cycles=drain, ops=(("write drain", drain),), segments=((0.0, drain, 0.0),)
+            )
         return out
 
     def qkv_chain(self, block: DecodeBlock, resident: bool = False) -> NpuChain:
@@ -299,7 +333,8 @@ class NpuPimSystem(System):
         stage = max(float(attn.pim.max()), attn.npu.cycles)
         probe = 1e8
         rate = probe / self.dev.dma_cycles(probe)  # bytes per NPU cycle
-        return min(self.npu.sram_bytes / 2, stage * rate)
+        share = contention(self.mem, self.dual).stream_share  # the PIM keeps the channels busy
+        return min(self.npu.sram_bytes / 2, stage * rate * share)
 
     # -- KV cache --------------------------------------------------------------------------
     def weight_bytes(self) -> float:
@@ -381,18 +416,21 @@ class NpuPimSystem(System):
             sbs.append(SubBatch(s, c, self.qkv_chain(block, res), pf, attn))
         return sbs
 
-    def _npu_stage(self, chain: NpuChain, concurrent: AttnWork | None) -> float:
-        """NPU time of a stage: its chain, the vector units' share (the PIM sub-batch's
-        softmax), and in blocked mode the weight DMA that must wait for each channel's PIM."""
-        t = chain.cycles
-        if concurrent is None:
-            return t
-        t = max(t, chain.vector + concurrent.npu.cycles)
-        if not self.dual and chain.dma_cycles > 0 and concurrent.busy is not None:
-            # Weights are striped over all channels: the stream's share on channel c starts
-            # only when that channel's PIM releases its banks.
-            t = max(t, float(concurrent.busy.max()) + chain.dma_cycles)
-        return t
+    def _stage(self, chain: NpuChain, attn: AttnWork | None) -> tuple[float, np.ndarray | None]:
+        """(NPU cycles, PIM cycles per channel) of a stage where the NPU runs ``chain`` while
+        the PIM runs ``attn`` (None: the PIM idles). The vector units also run the PIM
+        sub-batch's softmax; the NPU's HBM streams share the channels with the PIM tiles
+        (:func:`neupims.devices.pim_contention.contention`, measured on the command-level
+        model: a stream keeps ``stream_share`` of its rate while the PIM works, none in
+        blocked mode, and the PIM takes ``pim_stretch`` times longer meanwhile)."""
+        if attn is None or attn.pim is None:
+            return chain.cycles, None
+        c = contention(self.mem, self.dual)
+        pim_end = float(attn.busy.max())
+        npu, active = overlap(chain.segments, pim_end, c.stream_share)
+        npu = max(npu, chain.vector + attn.npu.cycles)
+        stretch = 1.0 + (c.pim_stretch - 1.0) * (active / pim_end if pim_end > 0 else 0.0)
+        return npu, attn.pim * stretch
 
     def build_stages(self, sbs: list[SubBatch], sbi: bool, n: int) -> list[Stage]:
         stages: list[Stage] = []
@@ -411,8 +449,8 @@ class NpuPimSystem(System):
         s1, s2 = sbs
 
         def st(label, layer, chain, what, attn, pwhat):
-            pim = None if attn is None else attn.pim
-            return Stage(label, layer, self._npu_stage(chain, attn), what, pim, pwhat, chain.link)
+            npu, pim = self._stage(chain, attn)
+            return Stage(label, layer, npu, what, pim, pwhat, chain.link)
 
         stages.append(st("A", 0, s1.qkv, "QKV SB1", None, ""))
         stages.append(st("B", 0, s2.qkv, "QKV SB2", s1.attn, "L0 MHA SB1"))
