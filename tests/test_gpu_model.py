@@ -9,7 +9,7 @@ import pytest
 from neupims.calibrate import gpu_model
 from neupims.config import load_hw
 from neupims.devices import get_model
-from neupims.devices.gpu_conv import CONV_ALGOS, CUDNN_FAMILY
+from neupims.devices.gpu_conv import CONV_ALGOS, EXHAUSTIVE_FAMILY
 from neupims.ops import Attention, Conv2d, Elementwise, Gemm, Gemv, QuantGemm, dtype_bytes
 
 
@@ -127,10 +127,11 @@ def test_every_conv_algorithm_reports_workspace_and_footprint(model, algo):
     assert c.latency_s > 0 and math.isfinite(c.latency_s)
 
 
-def test_auto_is_the_fastest_cudnn_algorithm(model):
-    auto = model.estimate(Conv2d(**{**CONV.fields(), "algo": "auto"}))
-    times = {a: model.estimate(Conv2d(**{**CONV.fields(), "algo": a})).latency_s
-             for a in CUDNN_FAMILY}  # fmt: skip
+def test_exhaustive_auto_is_the_fastest_cudnn_algorithm(model):
+    m = model.variant(conv_algo_choice="exhaustive")
+    auto = m.estimate(Conv2d(**{**CONV.fields(), "algo": "auto"}))
+    times = {a: m.estimate(Conv2d(**{**CONV.fields(), "algo": a})).latency_s
+             for a in EXHAUSTIVE_FAMILY}  # fmt: skip
     assert auto.latency_s == pytest.approx(min(times.values()))
     assert dict(auto.detail)["algo_used"] == min(times, key=times.get)
 

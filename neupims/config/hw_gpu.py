@@ -47,7 +47,7 @@ EFFICIENCY_KEYS: dict[str, tuple[str, float]] = {
     "conv_tf32_scale": ("FP32 (TF32) convolutions' efficiency relative to 16-bit", 1.31),
     "conv_simt_eff": ("cuDNN's NCHW CUDA-core kernel (channels not a multiple of 8/4)", 0.504),
     "conv_simt_rs0": ("taps: that kernel's rate grows as R*S / (R*S + rs0)", 8.29),
-    "conv_layout_passes": ("NCHW<->NHWC traffic, in passes over input + output", 3.07),
+    "conv_layout_passes": ("NCHW<->NHWC copies, in passes over input + filter + output", 3.07),
     "unfold_bw_eff": ("PyTorch unfold (im2col) kernel, fraction of HBM bandwidth", 0.5),
     "unfold_fixed_us": ("per-image im2col kernel fixed time (one launch per image)", 4.0),
     "unfold_tap_ns": ("unfold: latency per filter tap along one thread (stems)", 100.0),

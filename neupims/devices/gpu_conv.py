@@ -71,8 +71,6 @@ BENCHMARK_FAMILY = ("implicit_gemm", "fft")
 #: kernel answered CUDNN_STATUS_NOT_SUPPORTED for every shape measured on the H200
 #: (validation/h200/conv_algos.csv), so it is costed only when a trace asks for it
 EXHAUSTIVE_FAMILY = ("implicit_gemm", "fft", "fft_tiling", "winograd_nonfused")
-#: kept for callers of the previous name: the algorithms ``auto`` may pick
-CUDNN_FAMILY = EXHAUSTIVE_FAMILY
 
 
 def register_conv(name: str):
@@ -190,19 +188,19 @@ def nchw_fma_gemm(model, op: Conv2d) -> ConvPlan:
     SIMT peak times tm*tn / (tm*tn + ``conv_fma_alpha``*(tm + tn)): a CUDA-core main loop
     loads tm + tn operands from shared memory per tm*tn FMAs, so small tiles are slower
     (measured: about 42, 28 and 25 TFLOPS for the 256x64, 128x32 and 32x32 tiles). The
-    kernel never splits K: at batch 1 every layer ran 32x32 tiles whose time grows with
-    C*R*S alone (15 us at 256, 167 us at 4608), one CTA walking the whole reduction."""
+    kernel never splits K: at batch 1 the layers with few output pixels ran 32x32 tiles
+    whose time grows with C*R*S alone (15 us at 256, 167 us at 4608), one CTA walking the
+    whole reduction."""
     e = model.eff
     inp, _, _ = _io_bytes(op)
     m, n, k = op.gemm_mnk
     peak = model.hw.cuda_core_tflops["fp32"] * 1e12
     p = conv_gemm(model, m, n, k, 1, op.dtype, unit="simt", peak=peak,
-                        eff_scale=e["conv_fma_scale"], a_dram_bytes=inp, tiles=FMA_TILES,
-                        tile_alpha=e["conv_fma_alpha"], split_k=False)  # fmt: skip
+                  eff_scale=e["conv_fma_scale"], a_dram_bytes=inp, tiles=FMA_TILES,
+                  tile_alpha=e["conv_fma_alpha"], split_k=False)  # fmt: skip
     detail = (("kernel", "cudnn_nchw_implicit_gemm_fma"), ("tile", f"{p.tile[0]}x{p.tile[1]}"),
-              ("waves", p.waves), ("split_k", p.split_k))  # fmt: skip
-    workspace = p.split_k * m * n * 4.0 if p.split_k > 1 else 0.0
-    return ConvPlan(p.latency_s, p.dram_bytes, workspace, p.bound, detail)
+              ("waves", p.waves))  # fmt: skip
+    return ConvPlan(p.latency_s, p.dram_bytes, 0.0, p.bound, detail)
 
 
 @register_conv("implicit_gemm")
@@ -261,7 +259,7 @@ def implicit_gemm(model, op: Conv2d) -> ConvPlan:
             workspace = partials
     else:
         p = conv_gemm(model, m, n, k_red, 1, op.dtype, unit=unit, peak=peak,
-                            eff_scale=e["conv_tc_eff"] * tf32, a_dram_bytes=inp)  # fmt: skip
+                      eff_scale=e["conv_tc_eff"] * tf32, a_dram_bytes=inp)  # fmt: skip
         # NCHW -> NHWC copies of the input and the filter, NHWC -> NCHW of the output
         # (measured on the H200: the extra memory is exactly input + filter + output on
         # top of the output), each a kernel of its own around the convolution
@@ -389,7 +387,8 @@ def fft_tiling(model, op: Conv2d) -> ConvPlan:
     position. Strided layers compute the stride-1 output (measured: 81 positions for the
     7x7 stride-2 ResNet-50 stem). Workspace: the filter spectra plus the input and output
     spectra of up to two positions in flight (measured exactly: 428 MB for conv3_2 at
-    batch 32, 4 positions; 1.28 GB for conv5_1, 1 position)."""
+    batch 32, 4 positions; 1.28 GB for conv5_1, 1 position). 1x1 layers run 1-D FFTs
+    instead (:func:`_fft_tiling_1d`)."""
     b = dtype_bytes(op.dtype)
     t = FFT_TILE
     n, c, k = op.batch, op.c, op.kout
