@@ -50,6 +50,12 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "ew_bw_eff_softmax",
     ),
     "conv": (
+        "conv_fixed_us",
+        "conv_pw_fixed_us",
+        "conv_pw_unaligned_scale",
+        "conv_pw_dram_eff",
+        "conv_filter_gelems",
+        "conv_layout_us",
         "conv_tc_eff",
         "conv_tf32_scale",
         "conv_simt_eff",
@@ -62,6 +68,13 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "gather_gelems",
         "direct_eff",
         "direct_rs0",
+        "conv_fma_scale",
+        "conv_fma_alpha",
+        "fft_bw_eff",
+        "fft_cgemm_eff",
+        "fft_pointwise_eff",
+        "wino_bw_eff",
+        "wino_gemm_scale",
     ),
     "quant": ("quant_tc_eff", "quant_fixed_us"),
     "e2e_graph": ("stream_overlap_us", "sustained_slowdown"),
@@ -94,6 +107,8 @@ class Sample:
     mem_extra_bytes: float = math.nan
     label: str = ""
     meta: dict = field(default_factory=dict, compare=False, hash=False)
+    #: config fields this sample was measured under (conv_fp32_math, conv_algo_choice)
+    hw: tuple[tuple[str, str], ...] = ()
 
     @property
     def holdout(self) -> bool:
@@ -111,6 +126,28 @@ def _group_of(row: dict[str, str]) -> str:
     return {"attention": "attention", "elementwise": "elementwise", "quant": "quant"}.get(
         suite, suite
     )
+
+
+#: values of a measured CSV's ``conv_algo_choice`` column (GpuConfig.conv_algo_choice)
+CONV_CHOICES = ("heuristic", "benchmark", "exhaustive")
+
+
+def _conv_settings(row: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """Config fields a conv row was measured under: ``conv_fp32_math`` from ``tf32_conv``
+    and ``conv_algo_choice`` from its column, or ``benchmark`` for an ``auto`` row timed
+    with ``cudnn.benchmark`` (validation/h100/ops.csv)."""
+    if row.get("op") != "conv2d":
+        return ()
+    out = []
+    tf32 = (row.get("tf32_conv") or "").strip().lower()
+    if tf32 in ("true", "false"):
+        out.append(("conv_fp32_math", "tf32" if tf32 == "true" else "fp32"))
+    choice = (row.get("conv_algo_choice") or "").strip()
+    if choice in CONV_CHOICES:
+        out.append(("conv_algo_choice", choice))
+    elif row.get("algo") == "auto" and row.get("impl") == "cudnn.benchmark":
+        out.append(("conv_algo_choice", "benchmark"))
+    return tuple(out)
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -144,12 +181,16 @@ def _op_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
             if not im2win_window_bytes(op):
                 continue  # the window tensor is the input itself: nothing to time
         key = "|".join([row.get("suite", ""), row.get("impl", ""), algo, repr(op)])
+        settings = _conv_settings(row)
+        if row.get("conv_algo_choice"):  # files that vary TF32 and the choice per row
+            key += "|" + "|".join(v for _, v in settings)
         mem = row.get("mem_extra_bytes") or "nan"
         group = "conv" if kind == "transform" else _group_of(row)
         out.append(Sample(key, group, kind, measured, op=op, mem_extra_bytes=float(mem),
                           label=f"{row.get('suite')}:{row.get('layer')}:{algo or op.name}",
                           meta={"impl": row.get("impl", ""), "dtype": row.get("dtype", ""),
-                                "device": row.get("device", "")}))  # fmt: skip
+                                "device": row.get("device", "")},
+                          hw=settings))  # fmt: skip
     return out
 
 
@@ -220,6 +261,8 @@ def gpu_model(hw, eff: dict[str, float] | None = None):
 
 
 def predict_sample(model, s: Sample) -> float:
+    if s.hw:  # measured under other config settings (TF32 off, cudnn.benchmark on)
+        model = model.variant(**dict(s.hw))
     if s.kind == "op":
         return model.estimate(s.op).latency_s
     if s.kind == "transform":
@@ -354,7 +397,7 @@ def per_sample_table(hw, samples: Sequence[Sample]) -> list[dict]:
         if s.kind.startswith("e2e"):
             row["predicted_gpu_only_s"] = model.step(s.ops, "graph").latency_s
         if s.kind == "op" and s.op is not None and not math.isnan(s.mem_extra_bytes):
-            cost = model.estimate(s.op)
+            cost = (model.variant(**dict(s.hw)) if s.hw else model).estimate(s.op)
             d = dict(cost.detail)
             if "workspace_bytes" in d:
                 out_b = s.op.output_elems * dtype_bytes(s.op.dtype)

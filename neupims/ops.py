@@ -165,7 +165,8 @@ class _Window2d:
         return (self.w + 2 * self.pad - self.s) // self.stride + 1
 
 
-CONV_ALGOS = ("auto", "implicit_gemm", "im2col", "im2win", "direct")
+CONV_ALGOS = ("auto", "implicit_gemm", "fft", "fft_tiling", "winograd", "winograd_nonfused",
+              "im2col", "im2win", "direct")  # fmt: skip
 
 
 @register_op

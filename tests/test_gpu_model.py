@@ -9,7 +9,7 @@ import pytest
 from neupims.calibrate import gpu_model
 from neupims.config import load_hw
 from neupims.devices import get_model
-from neupims.devices.gpu_conv import CONV_ALGOS, CUDNN_FAMILY
+from neupims.devices.gpu_conv import CONV_ALGOS, EXHAUSTIVE_FAMILY
 from neupims.ops import Attention, Conv2d, Elementwise, Gemm, Gemv, QuantGemm, dtype_bytes
 
 
@@ -127,10 +127,11 @@ def test_every_conv_algorithm_reports_workspace_and_footprint(model, algo):
     assert c.latency_s > 0 and math.isfinite(c.latency_s)
 
 
-def test_auto_is_the_fastest_cudnn_algorithm(model):
-    auto = model.estimate(Conv2d(**{**CONV.fields(), "algo": "auto"}))
-    times = {a: model.estimate(Conv2d(**{**CONV.fields(), "algo": a})).latency_s
-             for a in CUDNN_FAMILY}  # fmt: skip
+def test_exhaustive_auto_is_the_fastest_cudnn_algorithm(model):
+    m = model.variant(conv_algo_choice="exhaustive")
+    auto = m.estimate(Conv2d(**{**CONV.fields(), "algo": "auto"}))
+    times = {a: m.estimate(Conv2d(**{**CONV.fields(), "algo": a})).latency_s
+             for a in EXHAUSTIVE_FAMILY}  # fmt: skip
     assert auto.latency_s == pytest.approx(min(times.values()))
     assert dict(auto.detail)["algo_used"] == min(times, key=times.get)
 
@@ -151,26 +152,38 @@ def test_1x1_stride_1_im2win_needs_no_window_copy(model):
 
 
 def test_cudnn_picks_its_kernel_family_from_the_shape(model):
-    """NCHW GEMM for aligned 1x1 (no workspace), NHWC implicit GEMM otherwise (workspace
-    of input + output), the CUDA-core kernel for 3-channel stems (NHWC when strided)."""
+    """As measured on the H200 (kernel names and allocations): NCHW GEMM for aligned 1x1
+    (no workspace), NHWC implicit GEMM otherwise (workspace of input + filter + output),
+    the CUDA-core kernel for 3-channel stems (NHWC when strided), the tensor-core first
+    layer kernel for 16-bit 7x7 stride-2 stems, and with TF32 off the NCHW FMA kernel."""
 
-    def plan(**kw):
+    def plan(m=model, **kw):
         op = Conv2d(**{"batch": 32, "h": 28, "w": 28, "dtype": "fp16",
                        "algo": "implicit_gemm", **kw})  # fmt: skip
-        d = dict(model.estimate(op).detail)
-        io = (op.input_elems + op.output_elems) * dtype_bytes(op.dtype)
+        d = dict(m.estimate(op).detail)
+        io = (op.input_elems + op.filter_elems + op.output_elems) * dtype_bytes(op.dtype)
         return d["kernel"], d["workspace_bytes"], io
 
     kernel, ws, _ = plan(c=128, kout=512, r=1, s=1)  # H*W = 784: 16-byte rows
     assert kernel.startswith("cudnn_nchw_gemm") and ws == 0.0
     kernel, ws, io = plan(c=512, kout=2048, r=1, s=1, h=7, w=7)  # H*W = 49: not aligned
     assert kernel.startswith("cudnn_nhwc_implicit_gemm") and ws >= io
+    kernel, ws, _ = plan(c=512, kout=2048, r=1, s=1, h=7, w=7, batch=1)  # one image
+    assert kernel.startswith("cudnn_nchw_gemm")
     kernel, ws, io = plan(c=128, kout=128, r=3, s=3, pad=1)
     assert kernel.startswith("cudnn_nhwc_implicit_gemm") and ws >= io
     kernel, ws, _ = plan(c=3, kout=64, r=3, s=3, pad=1, h=224, w=224)  # read as NCHW
     assert kernel == "cudnn_simt" and ws == 0.0
-    kernel, ws, io = plan(c=3, kout=64, r=7, s=7, stride=2, pad=3, h=224, w=224)  # via NHWC
-    assert kernel == "cudnn_simt" and ws == pytest.approx(io)
+    kernel, ws, io = plan(c=3, kout=64, r=7, s=7, stride=2, pad=3, h=224, w=224, dtype="fp32")
+    assert kernel == "cudnn_simt" and ws == pytest.approx(io)  # TF32: via NHWC
+    kernel, ws, _ = plan(c=3, kout=64, r=7, s=7, stride=2, pad=3, h=224, w=224)
+    assert kernel == "cudnn_first_layer_tensor"
+    fma = model.variant(conv_fp32_math="fp32")
+    kernel, ws, _ = plan(fma, c=128, kout=128, r=3, s=3, pad=1, dtype="fp32")
+    assert kernel == "cudnn_nchw_implicit_gemm_fma" and ws == 0.0
+    kernel, ws, _ = plan(fma, c=3, kout=64, r=7, s=7, stride=2, pad=3, h=224, w=224,
+                         dtype="fp32")  # fmt: skip
+    assert kernel == "cudnn_simt" and ws == 0.0  # implicit_convolve_sgemm on NCHW
 
 
 def test_stem_simt_rate_grows_with_the_filter_taps(model):
@@ -191,7 +204,7 @@ def test_split_k_conv_pays_a_reduction_kernel_and_its_workspace(model):
     assert d["split_k"] > 1
     b = dtype_bytes(op.dtype)
     m, n, _ = op.gemm_mnk
-    layout = (op.input_elems + op.output_elems) * b
+    layout = (op.input_elems + op.filter_elems + op.output_elems) * b
     assert d["workspace_bytes"] == pytest.approx(layout + d["split_k"] * m * n * 4)
 
 

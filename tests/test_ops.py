@@ -65,7 +65,7 @@ def test_low_bit_ops_scale_with_bits():
         (lambda: Gemm(m=0, n=1, k=1), "m must be positive, got 0"),
         (lambda: Gemm(m=1, n=1, k=1, dtype="fp12"), "unknown dtype 'fp12'"),
         (lambda: Conv2d(1, 3, 4, 4, 8, 7, 7), "filter 7x7 larger than padded input 4x4"),
-        (lambda: Conv2d(1, 3, 8, 8, 8, 3, 3, algo="winograd"), "algo must be one of"),
+        (lambda: Conv2d(1, 3, 8, 8, 8, 3, 3, algo="winograd3"), "algo must be one of"),
         (lambda: Pool2d(1, 3, 2, 2, 3, 3), "filter 3x3 larger than padded input 2x2"),
         (lambda: Attention(1, 6, 4, 1, 8, 64), "heads (6) must be a multiple of kv_heads (4)"),
         (

@@ -45,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="GPU: per-sample CSV of measured vs predicted; --hw cpu: the YAML to write "
         "(default: the user cache, $NEUPIMS_CACHE_DIR or ~/.cache/neupims)",
     )
+    p.add_argument(
+        "--groups",
+        default=None,
+        help="comma list of constant groups to fit (default: all); the others keep the "
+        "config's values, or the documented defaults where the config has none",
+    )
     p.set_defaults(func=run)
 
 
@@ -96,8 +102,17 @@ def run(args: argparse.Namespace) -> int:
     samples = load_measurements(files)
     print(f"{len(samples)} measured samples from {len(files)} file(s); before fitting:")
     print(_table(error_report(hw, samples)))
+    from neupims.calibrate import GROUPS
+
+    groups = None
+    if args.groups:
+        names = [g.strip() for g in args.groups.split(",") if g.strip()]
+        unknown = sorted(set(names) - set(GROUPS))
+        if unknown:
+            raise ConfigError(f"--groups: unknown group(s) {unknown}; known: {sorted(GROUPS)}")
+        groups = {g: GROUPS[g] for g in GROUPS if g in names}
     t0 = time.perf_counter()
-    fit = calibrate(hw, samples)
+    fit = calibrate(hw, samples, groups)
     fitted = hw.model_copy(update={"efficiency": fit.efficiency})
     print(f"\nfitted {len(fit.efficiency)} constants in {time.perf_counter() - t0:.1f} s "
           f"(held-out third excluded from every fit); after:")  # fmt: skip
@@ -118,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             f"{', '.join(files)}: {sum(not s.holdout for s in samples)} samples fitted, "
             f"{sum(s.holdout for s in samples)} held out"
             + (f"; device: {', '.join(devices)}" if devices else "")
+            + (f"; groups fitted: {', '.join(groups)}, the others kept" if groups else "")
         )
         write_efficiency(path, fit.efficiency, prov)
         print(f"wrote fitted constants to {path}")

@@ -37,16 +37,29 @@ EFFICIENCY_KEYS: dict[str, tuple[str, float]] = {
     "ew_bw_eff_layernorm": ("layernorm / rmsnorm, fraction of HBM bandwidth", 0.6),
     "ew_bw_eff_softmax": ("softmax, fraction of HBM bandwidth", 0.35),
     # convolution
-    "conv_tc_eff": ("cuDNN implicit GEMM relative to a plain GEMM of the same view", 0.7),
-    "conv_tf32_scale": ("FP32 (TF32) convolutions' efficiency relative to 16-bit", 1.0),
-    "conv_simt_eff": ("cuDNN's NCHW CUDA-core kernel (channels not a multiple of 8/4)", 0.4),
-    "conv_simt_rs0": ("taps: that kernel's rate grows as R*S / (R*S + rs0)", 4.0),
-    "conv_layout_passes": ("NCHW<->NHWC traffic, in passes over input + output", 2.0),
+    "conv_fixed_us": ("per-kernel fixed time of cuDNN's GEMM-based convolution kernels", 9.59),
+    "conv_filter_gelems": ("G elements/s of cuDNN's KCRS -> KRSC filter copy", 177),
+    "conv_layout_us": ("fixed time of each cuDNN helper kernel (layout copy, split-K sum)", 2.01),
+    "conv_pw_fixed_us": ("fixed time of the 1x1 convolutions cuDNN runs as a plain GEMM", 6.81),
+    "conv_pw_unaligned_scale": ("1x1 GEMM on rows not 16-byte aligned (SM80 kernel)", 0.286),
+    "conv_pw_dram_eff": ("1x1 GEMM over NCHW images, achieved fraction of HBM bandwidth", 0.702),
+    "conv_tc_eff": ("cuDNN implicit GEMM relative to a plain GEMM of the same view", 0.88),
+    "conv_tf32_scale": ("FP32 (TF32) convolutions' efficiency relative to 16-bit", 1.31),
+    "conv_simt_eff": ("cuDNN's NCHW CUDA-core kernel (channels not a multiple of 8/4)", 0.504),
+    "conv_simt_rs0": ("taps: that kernel's rate grows as R*S / (R*S + rs0)", 8.29),
+    "conv_layout_passes": ("NCHW<->NHWC copies, in passes over input + filter + output", 3.07),
     "unfold_bw_eff": ("PyTorch unfold (im2col) kernel, fraction of HBM bandwidth", 0.5),
     "unfold_fixed_us": ("per-image im2col kernel fixed time (one launch per image)", 4.0),
     "unfold_tap_ns": ("unfold: latency per filter tap along one thread (stems)", 100.0),
     "gather_gelems": ("G elements/s a strided gather (unfold, window copy) writes", 300.0),
     "window_bw_eff": ("Im2win window copy (a strided copy), fraction of HBM bandwidth", 0.8),
+    "conv_fma_scale": ("FP32 (no TF32) NCHW implicit GEMM relative to a SIMT GEMM", 0.705),
+    "conv_fma_alpha": ("elements; that kernel's tile efficiency tm*tn/(tm*tn+a*(tm+tn))", 2.93),
+    "fft_bw_eff": ("cuDNN FFT passes (r2c, c2r), fraction of HBM bandwidth", 0.484),
+    "fft_cgemm_eff": ("FFT: complex GEMM per frequency, fraction of the FP32 SIMT peak", 0.722),
+    "fft_pointwise_eff": ("FFT >= 64x64: pointwise multiply-and-sum, fraction of FP32 peak", 0.305),
+    "wino_bw_eff": ("Winograd data/filter/output transforms, fraction of HBM bandwidth", 0.517),
+    "wino_gemm_scale": ("Winograd batched GEMMs relative to a plain GEMM of that shape", 0.905),
     "direct_eff": ("naive direct convolution, fraction of the FP32 SIMT peak", 0.05),
     "direct_rs0": ("direct conv: rate grows as R*S / (R*S + rs0) (inner-loop length)", 3.4),
     # Not measured here: the Im2win FP32 kernel reached a median of 8.9 TFLOPS over the
@@ -120,6 +133,12 @@ class GpuConfig(Spec):
     #: fp32 matmuls (PyTorch disables TF32 for matmuls by default)
     conv_fp32_math: Literal["tf32", "fp32"] = "tf32"
     matmul_fp32_math: Literal["tf32", "fp32"] = "fp32"
+    #: how ``algo: auto`` convolutions pick cuDNN's algorithm (neupims.devices.gpu_conv):
+    #: ``heuristic`` as PyTorch's default ``torch.backends.cudnn.benchmark = False`` (cuDNN's
+    #: heuristic pick), ``benchmark`` as ``cudnn.benchmark = True`` (the fastest engine that
+    #: PyTorch times), ``exhaustive`` the fastest of all of cuDNN's algorithms, Winograd
+    #: included (cudnnFindConvolutionForwardAlgorithm of the legacy API)
+    conv_algo_choice: Literal["heuristic", "benchmark", "exhaustive"] = "heuristic"
 
     def peak_flops(self, dtype: str) -> float:
         t = self.tensor_tflops.get(dtype) or self.cuda_core_tflops.get(dtype)

@@ -103,6 +103,17 @@ class GpuModel(DeviceModel):
         self.bw = hw.hbm_bandwidth_gbps * 1e9
         self.l2_bw = hw.l2_bandwidth_gbps * 1e9
 
+    def variant(self, **updates) -> GpuModel:
+        """This model with config fields replaced (``conv_fp32_math``, ``conv_algo_choice``,
+        ...) and the same efficiency constants; one instance per distinct update."""
+        if not updates:
+            return self
+        key = tuple(sorted(updates.items()))
+        cache = self.__dict__.setdefault("_variants", {})
+        if key not in cache:
+            cache[key] = type(self)(self.hw.model_copy(update=updates))
+        return cache[key]
+
     # ------------------------------------------------------------------ peaks
     def math_of(self, dtype: str, *, conv: bool = False) -> tuple[str, float]:
         """(unit, peak FLOP/s) for operands of ``dtype``: ``tensor`` or ``simt``."""
@@ -116,8 +127,8 @@ class GpuModel(DeviceModel):
             return "tensor", hw.tensor_tflops[dtype] * 1e12
         return "simt", hw.peak_flops(dtype)
 
-    def tile_eff(self, tm: int, tn: int) -> float:
-        a = self.eff["tile_alpha"]
+    def tile_eff(self, tm: int, tn: int, alpha: float | None = None) -> float:
+        a = self.eff["tile_alpha"] if alpha is None else alpha
         return tm * tn / (tm * tn + a * (tm + tn))
 
     # ------------------------------------------------------------------ GEMM
@@ -137,6 +148,9 @@ class GpuModel(DeviceModel):
         weight_bytes: float | None = None,
         a_dram_bytes: float | None = None,
         stream_k: bool = True,
+        tile_alpha: float | None = None,
+        split_k: bool = True,
+        dram_eff: float | None = None,
     ) -> GemmPlan:
         """Best tile plan for ``batch`` GEMMs C[m,n] = A[m,k] B[k,n] of ``dtype``.
 
@@ -146,7 +160,11 @@ class GpuModel(DeviceModel):
         ``weight_bytes`` replaces the B-operand bytes (quantised weights);
         ``a_dram_bytes`` replaces the A operand's DRAM bytes (an implicit GEMM gathers its
         virtual A from a smaller tensor; its L2-to-SM panel traffic is unchanged);
-        ``stream_k`` lets a partial last wave be spread over all SMs (stream-K).
+        ``stream_k`` lets a partial last wave be spread over all SMs (stream-K);
+        ``tile_alpha`` replaces ``tile_alpha`` in the tile efficiency (CUDA-core kernels,
+        whose operand loads per FMA matter more than on tensor cores);
+        ``split_k`` False keeps every CTA's whole K loop (kernels that never split K);
+        ``dram_eff`` replaces the achieved fraction of HBM bandwidth.
         """
         hw, e = self.hw, self.eff
         if unit is None:
@@ -170,13 +188,13 @@ class GpuModel(DeviceModel):
             slots = sms * per_sm
             split = 1
             # FlashDecoding++'s flat GEMM runs its K tiles in sequence inside a block
-            if n_tiles < slots and (tm, tn) not in FLAT_TILES:
+            if split_k and n_tiles < slots and (tm, tn) not in FLAT_TILES:
                 split = max(1, min(slots // n_tiles, math.ceil(k / (4 * tile_k))))
             ctas = n_tiles * split
             waves = math.ceil(ctas / slots)
             k_cta = math.ceil(math.ceil(k / split) / tile_k) * tile_k
             cta_flops = 2.0 * tm * tn * k_cta
-            t_cta = cta_flops / (rate_sm * self.tile_eff(tm, tn) / per_sm)
+            t_cta = cta_flops / (rate_sm * self.tile_eff(tm, tn, tile_alpha) / per_sm)
             t_compute = waves * t_cta
             if stream_k and waves > 1 and ctas % slots:
                 # stream-K (Hopper cuBLAS/CUTLASS): the last, partial wave's work is spread
@@ -185,7 +203,7 @@ class GpuModel(DeviceModel):
             partial = (split - 1) * 2.0 * m * n * 4 * batch if split > 1 else 0.0
             a_dram = a_bytes if a_dram_bytes is None else a_dram_bytes
             dram = batch * (a_dram + b_bytes + c_bytes) + partial + extra_bytes
-            t_dram = dram / (e["dram_eff"] * self.bw)
+            t_dram = dram / ((e["dram_eff"] if dram_eff is None else dram_eff) * self.bw)
             l2 = batch * (a_bytes * math.ceil(n / tn) + b_bytes * math.ceil(m / tm))
             t_l2 = l2 / e["l2_multicast"] / self.l2_bw
             t = max(t_compute, t_dram, t_l2)

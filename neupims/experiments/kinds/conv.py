@@ -49,6 +49,9 @@ class ConvAlgoPoint(Spec):
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
     #: FP32 convolution math; None keeps the config's (PyTorch's default: TF32)
     conv_fp32_math: Literal["tf32", "fp32"] | None = None
+    #: how ``cudnn_best`` picks cuDNN's algorithm (GpuConfig.conv_algo_choice); None keeps
+    #: the config's (PyTorch's default: cuDNN's heuristic)
+    conv_algo_choice: Literal["heuristic", "benchmark", "exhaustive"] | None = None
     #: device memory outside the model's footprint (CUDA/PyTorch context), added to
     #: ``memory_gb`` to compare with the paper's whole-device figures (0.5-0.7 GB there)
     context_gb: float = 0.6
@@ -78,6 +81,8 @@ def run_point(cfg: ConvAlgoPoint) -> dict:
     hw = _gpu(cfg.hw)
     if cfg.conv_fp32_math is not None:
         hw = hw.model_copy(update={"conv_fp32_math": cfg.conv_fp32_math})
+    if cfg.conv_algo_choice is not None:
+        hw = hw.model_copy(update={"conv_algo_choice": cfg.conv_algo_choice})
     base = dict(im2win_layers("gpu"))[cfg.layer]
     op = Conv2d(**{**base.fields(), "batch": cfg.batch, "dtype": cfg.dtype})
     cost = _cost(hw, op, cfg.algo)
