@@ -315,8 +315,13 @@ def levenberg_marquardt(
 
 @dataclass(frozen=True)
 class FitResult:
+    """``efficiency``: every constant (fitted ones replaced); ``n_fit``: training samples per
+    group; ``fitted``: the constants actually fitted (a group with fewer samples than
+    constants keeps its values)."""
+
     efficiency: dict[str, float]
     n_fit: dict[str, int]
+    fitted: tuple[str, ...] = ()
 
 
 def calibrate(
@@ -330,6 +335,7 @@ def calibrate(
     groups = GROUPS if groups is None else groups
     eff = {**DEFAULTS, "launch_us": hw.launch_overhead_us, **hw.efficiency}
     n_fit: dict[str, int] = {}
+    fitted: list[str] = []
     for group, names in groups.items():
         train = [s for s in samples if s.group == group and not s.holdout]
         n_fit[group] = len(train)
@@ -356,9 +362,10 @@ def calibrate(
         for _ in range(IRLS_ROUNDS):
             w = 1.0 / np.sqrt(np.maximum(np.abs(resid(x)), 0.02))
             x = levenberg_marquardt(lambda z, w=w: w * resid(z), x)
-        fitted = np.exp(np.clip(x, *LOG_BOUNDS))
-        eff.update({n: float(f"{v:.5g}") for n, v in zip(names, fitted, strict=True)})
-    return FitResult(eff, n_fit)
+        values = np.exp(np.clip(x, *LOG_BOUNDS))
+        eff.update({n: float(f"{v:.5g}") for n, v in zip(names, values, strict=True)})
+        fitted += names
+    return FitResult(eff, n_fit, tuple(fitted))
 
 
 # --------------------------------------------------------------------------- reporting
@@ -408,9 +415,13 @@ def per_sample_table(hw, samples: Sequence[Sample]) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- write-back
-def write_efficiency(path: str | Path, eff: dict[str, float], provenance: str) -> None:
+def write_efficiency(
+    path: str | Path, eff: dict[str, float], provenance: str, keys: Iterable[str] | None = None
+) -> None:
     """Replace the ``efficiency`` block and ``efficiency_provenance`` of a hardware YAML,
-    keeping every other line (and its source comments) as it is; atomic."""
+    keeping every other line (and its source comments) as it is; atomic. ``keys``: the
+    constants to write (default: every known one in ``eff``); constants left out fall back
+    to their documented defaults when the config is loaded."""
     from neupims.atomic import atomic_write_text
 
     path = Path(path)
@@ -431,6 +442,6 @@ def write_efficiency(path: str | Path, eff: dict[str, float], provenance: str) -
     kept.append("efficiency:                  # fitted constants (see neupims/devices/gpu.py)")
     from neupims.devices.gpu import DEFAULTS
 
-    for k in sorted(set(eff) & set(DEFAULTS)):
+    for k in sorted(set(eff if keys is None else keys) & set(eff) & set(DEFAULTS)):
         kept.append(f"  {k}: {eff[k]:.5g}")
     atomic_write_text(path, "\n".join(kept) + "\n")

@@ -64,6 +64,12 @@ def _expand(patterns: list[str]) -> list[str]:
     return out
 
 
+def _fitted_groups(fit) -> list[str]:
+    from neupims.calibrate import GROUPS
+
+    return [g for g, names in GROUPS.items() if set(names) <= set(fit.fitted)]
+
+
 def _table(rows: list[dict]) -> str:
     lines = [f"{'group':12s} {'n':>4s}  {'MAPE fit':>9s} {'held out':>9s} {'all':>7s}  target"]
     for r in rows:
@@ -114,8 +120,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     fit = calibrate(hw, samples, groups)
     fitted = hw.model_copy(update={"efficiency": fit.efficiency})
-    print(f"\nfitted {len(fit.efficiency)} constants in {time.perf_counter() - t0:.1f} s "
-          f"(held-out third excluded from every fit); after:")  # fmt: skip
+    skipped = sorted(g for g, names in (groups or GROUPS).items() if g not in _fitted_groups(fit))
+    print(f"\nfitted {len(fit.fitted)} constants in {time.perf_counter() - t0:.1f} s "
+          f"(held-out third excluded from every fit)"
+          + (f"; kept the config's values for {', '.join(skipped)} (fewer samples than "
+             "constants)" if skipped else "") + "; after:")  # fmt: skip
     print(_table(error_report(fitted, samples)))
     if args.output:
         rows = per_sample_table(fitted, samples)
@@ -133,8 +142,11 @@ def run(args: argparse.Namespace) -> int:
             f"{', '.join(files)}: {sum(not s.holdout for s in samples)} samples fitted, "
             f"{sum(s.holdout for s in samples)} held out"
             + (f"; device: {', '.join(devices)}" if devices else "")
-            + (f"; groups fitted: {', '.join(groups)}, the others kept" if groups else "")
         )
-        write_efficiency(path, fit.efficiency, prov)
+        if groups or skipped:
+            # a partial fit: the other constants keep the values (and provenance) they had
+            done = ", ".join(g for g in (groups or GROUPS) if g in _fitted_groups(fit))
+            prov += f"; groups fitted: {done}; the others kept from: {hw.efficiency_provenance}"
+        write_efficiency(path, fit.efficiency, prov, set(hw.efficiency) | set(fit.fitted))
         print(f"wrote fitted constants to {path}")
     return 0
