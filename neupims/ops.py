@@ -15,6 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from neupims.errors import TraceError
+from neupims.limits import (
+    MAX_DIM,
+    MAX_ELEMS,
+    MAX_OP_BYTES,
+    MAX_SEQ_LEN,
+    check_finite,
+    check_int,
+    limit_text,
+)
 
 #: Bytes per element of every supported dtype. Sub-byte dtypes are fractional.
 DTYPE_BYTES: dict[str, float] = {
@@ -71,21 +80,49 @@ class Op:
         return self.flops / self.min_bytes if self.min_bytes else math.inf
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
+        """Raise ValueError naming the first bad field.
+
+        Generic over every registered op: integer fields must be integers in
+        ``[min, max]`` (field metadata; defaults 1 and :data:`neupims.limits.MAX_DIM`),
+        float fields finite, ``dtype`` a known dtype. Integral values are normalised to
+        ``int`` (``64.0`` and numpy integers become ``64``). Subclasses add their own checks
+        after calling this.
+        """
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
             if f.name == "dtype":
+                if not isinstance(v, str):
+                    raise ValueError(f"dtype must be a name, got {v!r}")
                 dtype_bytes(v)
-            elif isinstance(v, bool):
-                continue
-            elif isinstance(v, int) and f.metadata.get("min", 1) is not None:
+            elif typ == "bool":
+                if v not in (True, False) or isinstance(v, float):
+                    raise ValueError(f"{f.name} must be true or false, got {v!r}")
+                object.__setattr__(self, f.name, bool(v))
+            elif typ == "int":
                 lo = f.metadata.get("min", 1)
-                if v < lo:
-                    what = "positive" if lo == 1 else f">= {lo}"
-                    raise ValueError(f"{f.name} must be {what}, got {v}")
+                hi = f.metadata.get("max", MAX_DIM)
+                n = check_int(f.name, v, lo, hi)
+                if type(v) is not int:
+                    object.__setattr__(self, f.name, n)
+            elif typ == "float":
+                check_finite(f.name, v)
+            elif typ == "str" and not isinstance(v, str):
+                raise ValueError(f"{f.name} must be a name, got {v!r}")
+
+    def check_size(self) -> None:
+        """Raise ValueError when the op's compulsory traffic exceeds
+        :data:`neupims.limits.MAX_OP_BYTES` (a product of dimensions no machine holds)."""
+        nbytes = self.min_bytes
+        if not nbytes <= MAX_OP_BYTES:
+            raise ValueError(
+                f"{self.name} operands and results total {nbytes:.3g} bytes, above the limit "
+                f"{limit_text(MAX_OP_BYTES)}; check the dimensions"
+            )
 
     def __post_init__(self) -> None:
         self.validate()
+        self.check_size()
 
     def fields(self) -> dict[str, Any]:
         """The op's fields as a plain dict (the trace CSV columns besides ``op``)."""
@@ -231,8 +268,8 @@ class Attention(Op):
     batch: int
     heads: int
     kv_heads: int
-    q_len: int
-    kv_len: int
+    q_len: int = field(metadata={"max": MAX_SEQ_LEN})
+    kv_len: int = field(metadata={"max": MAX_SEQ_LEN})
     head_dim: int
     dtype: str = "fp16"
     causal: bool = False
@@ -298,7 +335,7 @@ class Elementwise(Op):
 
     name: ClassVar[str] = "elementwise"
     kind: str
-    elems: int
+    elems: int = field(metadata={"max": MAX_ELEMS})
     dtype: str = "fp16"
 
     def validate(self) -> None:
@@ -394,7 +431,7 @@ class QuantGemm(Op):
     m: int
     n: int
     k: int
-    wbits: int = 4
+    wbits: int = field(default=4, metadata={"max": 8})
     group_size: int = 64
     dtype: str = "fp16"
 
@@ -423,8 +460,9 @@ class LutGemm(Op):
     m: int
     n: int
     k: int
-    wbits: int = 2
-    lut_group: int = 4
+    wbits: int = field(default=2, metadata={"max": 8})
+    #: activations per table: 2**lut_group entries each (T-MAC uses 4); at most 16
+    lut_group: int = field(default=4, metadata={"max": 16})
     weight_group: int = 128
     dtype: str = "int8"
 
@@ -453,31 +491,41 @@ class LutGemm(Op):
         return self.weight_bytes + (self.m * self.k) * b + self.m * self.n * 2
 
 
+def _show(raw: str, width: int = 40) -> str:
+    """``raw`` quoted for an error message, cut to ``width`` characters."""
+    return repr(raw if len(raw) <= width else raw[:width] + "...")
+
+
 def _parse_cell(name: str, typ: Any, raw: str) -> Any:
+    text = raw.strip()
     if typ in (int, "int"):
         try:
-            return int(raw)
+            return int(text)
         except ValueError:
-            try:
-                f = float(raw)
-            except ValueError:
-                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-            if f != int(f):
-                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-            return int(f)
+            pass
+        try:
+            f = float(text)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {_show(raw)}") from None
+        if not math.isfinite(f) or f != int(f):
+            raise ValueError(f"{name} must be an integer, got {_show(raw)}")
+        return int(f)
     if typ in (float, "float"):
         try:
-            return float(raw)
+            f = float(text)
         except ValueError:
-            raise ValueError(f"{name} must be a number, got {raw!r}") from None
+            raise ValueError(f"{name} must be a number, got {_show(raw)}") from None
+        if not math.isfinite(f):
+            raise ValueError(f"{name} must be a finite number, got {_show(raw)}")
+        return f
     if typ in (bool, "bool"):
-        low = raw.strip().lower()
+        low = text.lower()
         if low in ("1", "true", "yes"):
             return True
         if low in ("0", "false", "no"):
             return False
-        raise ValueError(f"{name} must be true or false, got {raw!r}")
-    return raw.strip()
+        raise ValueError(f"{name} must be true or false, got {_show(raw)}")
+    return text
 
 
 def op_from_row(row: dict[str, str]) -> Op:
@@ -491,7 +539,7 @@ def op_from_row(row: dict[str, str]) -> Op:
         raise ValueError("column 'op' is empty")
     cls = OP_KINDS.get(kind)
     if cls is None:
-        raise ValueError(f"unknown op {kind!r}; expected one of {sorted(OP_KINDS)}")
+        raise ValueError(f"unknown op {_show(kind)}; expected one of {sorted(OP_KINDS)}")
     kwargs: dict[str, Any] = {}
     missing = []
     for f in dataclasses.fields(cls):
