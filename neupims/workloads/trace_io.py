@@ -16,6 +16,7 @@ from pathlib import Path
 from neupims.atomic import atomic_open
 from neupims.errors import TraceError
 from neupims.ops import Op, op_columns, op_from_row
+from neupims.textio import read_text
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,19 @@ def write_trace(trace: Iterable[TracedOp], path: str | Path | None = None) -> st
 def read_trace(path: str | Path) -> list[TracedOp]:
     """Read and validate a trace CSV. Raises TraceError naming the file and line."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise TraceError(f"{path}: file not found") from None
-    return parse_trace(text, str(path))
+    return parse_trace(read_text(path, TraceError), str(path))
 
 
 def parse_trace(text: str, source: str = "<trace>") -> list[TracedOp]:
-    reader = csv.reader(io.StringIO(text))
+    """Parse and validate trace CSV text; raise TraceError naming ``source`` and the line."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")), strict=True)
+    try:
+        return _parse_rows(reader, source)
+    except csv.Error as exc:
+        raise TraceError(f"{source}: line {reader.line_num}: malformed CSV: {exc}") from None
+
+
+def _parse_rows(reader, source: str) -> list[TracedOp]:
     try:
         header = next(reader)
     except StopIteration:
