@@ -87,8 +87,11 @@ def make_ctx(
         raise ConfigError(f"system {system.name}: hw {system.hw!r} is not an NPU config")
     mem = load_hw(npu.memory)
     n_layers = layers if layers is not None else llm.layers // pp
-    if n_layers < 1:
-        raise ConfigError(f"layers must be positive, got {n_layers}")
+    if not 1 <= n_layers <= llm.layers // pp:
+        raise ConfigError(
+            f"layers must be in 1..{llm.layers // pp} (the blocks of one of {pp} pipeline "
+            f"stage(s) of {model}), got {n_layers}"
+        )
     ratio = mem.timing.tck_ns * 1e-9 * npu.clock_hz
     return Ctx(system, llm, tp, pp, n_layers, npu, mem, ratio, comm)
 
