@@ -47,14 +47,45 @@ def replay_costs(
 def replay(
     trace: Sequence[TracedOp], hw: HwConfig | str | Path, model: str | None = None
 ) -> pd.DataFrame:
-    """Replay ``trace`` on ``hw``: a DataFrame with the trace columns plus the cost columns."""
+    """Replay ``trace`` on ``hw``: a DataFrame with the trace columns plus the cost columns
+    and ``fits`` (:func:`add_fits`)."""
+    if not hasattr(hw, "kind"):
+        hw = load_hw(hw)
     costs = replay_costs(trace, hw, model)
     rows = []
     for t, c in zip(trace, costs, strict=True):
         row = {"op": t.op.name, "layer": t.layer, **t.op.fields()}
         row.update(c.as_row())
         rows.append(row)
-    return pd.DataFrame(rows)
+    return add_fits(pd.DataFrame(rows), hw)
+
+
+def add_fits(df: pd.DataFrame, hw: HwConfig) -> pd.DataFrame:
+    """Add the column ``fits``: whether each op's ``footprint_bytes`` is at most the
+    device's memory (``hw.memory_capacity_bytes``: a GPU's HBM, an NPU's attached memory,
+    a memory config's channels, a CPU's RAM when its config gives it, else empty)."""
+    cap = getattr(hw, "memory_capacity_bytes", None)
+    if cap is None or "footprint_bytes" not in df:
+        df["fits"] = pd.array([pd.NA] * len(df), dtype="boolean")
+    else:
+        df["fits"] = pd.array(df["footprint_bytes"] <= cap, dtype="boolean")
+    return df
+
+
+def fits_warning(df: pd.DataFrame, hw: HwConfig) -> str | None:
+    """One line naming how many ops do not fit the device's memory and the largest; None
+    when all fit or the capacity is unknown."""
+    if "fits" not in df or not (df["fits"] == False).any():  # noqa: E712 - nullable booleans
+        return None
+    over = df[df["fits"] == False]  # noqa: E712
+    big = over.loc[over["footprint_bytes"].idxmax()]
+    cap = hw.memory_capacity_bytes
+    return (
+        f"warning: {len(over)} of {len(df)} ops do not fit in the {cap / 2**30:,.1f} GiB "
+        f"memory of {getattr(hw, 'name', 'the device')}; the largest, op {int(big.name) + 1} "
+        f"({big['op']}{', layer ' + str(big['layer']) if big['layer'] else ''}), needs "
+        f"{big['footprint_bytes'] / 2**30:,.1f} GiB"
+    )
 
 
 def summarise(df: pd.DataFrame) -> ReplaySummary:

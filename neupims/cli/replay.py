@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from neupims.config import load_hw
-    from neupims.replay import replay, summarise
+    from neupims.replay import fits_warning, replay, summarise
     from neupims.workloads.trace_io import read_trace
 
     trace = read_trace(args.trace)
@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         with atomic_open(args.output, "w", newline="") as fh:
             df.to_csv(fh, index=False)
     print(summarise(df).text())
+    if warning := fits_warning(df, hw):
+        print(warning)
     if args.output:
         print(f"wrote {len(df)} rows to {args.output}")
     return 0

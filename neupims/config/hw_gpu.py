@@ -109,3 +109,10 @@ class GpuConfig(Spec):
     @property
     def peak_bytes_per_s(self) -> float:
         return self.hbm_bandwidth_gbps * 1e9
+
+    @property
+    def memory_capacity_bytes(self) -> float:
+        """Device memory in bytes. ``hbm_capacity_gb`` is the datasheet's size, which counts
+        binary gigabytes (HBM stacks hold powers of two): CUDA reports 85,017,493,504 B
+        (79.2 GiB usable) on the "80 GB" H100 (validation/h100/env.json)."""
+        return self.hbm_capacity_gb * 2**30

@@ -67,6 +67,13 @@ class NpuConfig(Spec):
         return 2.0 * self.macs_per_cycle * self.clock_hz * ratio
 
     @property
+    def memory_capacity_bytes(self) -> float:
+        """Bytes of the memory the NPU is attached to (its ``memory`` config)."""
+        from neupims.config.hardware import load_hw
+
+        return float(load_hw(self.memory).capacity_bytes)
+
+    @property
     def vector_flops(self) -> float:
         v = self.vector_unit
         return v.count * v.width * self.clock_hz
