@@ -123,7 +123,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     try:
         return list(rd.fieldnames or []), list(rd)
     except csv.Error as exc:
-        raise TraceError(f"{path}: line {rd.line_num}: malformed CSV: {exc}") from None
+        raise TraceError(f"{path}: line {rd.reader.line_num}: malformed CSV: {exc}") from None
 
 
 def _why(exc: Exception) -> str:

@@ -59,6 +59,12 @@ MAX_SEQ_LEN = Limit(2**24, "2^24 tokens: above any released model's context wind
 #: batches up to 512).
 MAX_BATCH = Limit(2**24, "2^24 sequences or images per step")
 
+#: Most layers of one model (a transformer's ``layers``, a CNN's layers once its groups
+#: are expanded): 2**16. A trace holds about ten ops per layer; the deepest published
+#: models have a few hundred (GPT-3 175B: 96 blocks, Llama 3.1 405B: 126; ResNet-152: 152
+#: layers).
+MAX_LAYERS = Limit(2**16, "2^16 layers per model")
+
 #: Most 64 B accesses one ``neupims memsim`` run simulates: the command-level model holds
 #: every request as a Python object (about 155 B each, measured with tracemalloc) and
 #: issues about 10^6 commands per second, so 2**24 requests take about 2.5 GB and a minute.
@@ -111,6 +117,7 @@ __all__ = [
     "MAX_BATCH",
     "MAX_DIM",
     "MAX_ELEMS",
+    "MAX_LAYERS",
     "MAX_MEMSIM_REQUESTS",
     "MAX_OP_BYTES",
     "MAX_SEQ_LEN",

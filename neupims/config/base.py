@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from neupims.limits import MAX_ELEMS, limit_text
+from neupims.limits import MAX_DIM, MAX_ELEMS, limit_text
 
 
 def at_most(limit: int) -> AfterValidator:
@@ -27,6 +27,8 @@ def at_most(limit: int) -> AfterValidator:
 #: integer float64 holds exactly); floats must be finite (``.inf`` and ``.nan`` are YAML).
 PosInt = Annotated[int, Field(gt=0, strict=True), at_most(MAX_ELEMS)]
 NonNegInt = Annotated[int, Field(ge=0, strict=True), at_most(MAX_ELEMS)]
+#: One dimension of an op or model (d_model, heads, channels, ...), at most MAX_DIM.
+Dim = Annotated[int, Field(gt=0, strict=True), at_most(MAX_DIM)]
 PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]

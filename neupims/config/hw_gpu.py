@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from neupims.config.base import Fraction, PosFloat, PosInt, Spec, key_of
+from neupims.ops import DTYPE_BYTES
 
 #: The GPU model's named efficiency constants (``neupims.devices.gpu``): meaning and the
 #: starting value used before ``neupims calibrate`` fits them to measured kernels. Values are
@@ -68,6 +69,8 @@ EFFICIENCY_KEYS: dict[str, tuple[str, float]] = {
 
 #: A key of :data:`EFFICIENCY_KEYS` (a typo is an error naming the key).
 EfficiencyKey = key_of(EFFICIENCY_KEYS, "efficiency constant")
+#: A dtype name of :data:`neupims.ops.DTYPE_BYTES`.
+DtypeKey = key_of(DTYPE_BYTES, "dtype")
 
 
 class GpuConfig(Spec):
@@ -75,8 +78,9 @@ class GpuConfig(Spec):
     name: str
     sms: PosInt
     boost_clock_mhz: PosFloat
-    tensor_tflops: dict[str, PosFloat]  # dense tensor-core peak per dtype
-    cuda_core_tflops: dict[str, PosFloat]  # CUDA-core (SIMT) peak per dtype
+    tensor_tflops: dict[DtypeKey, PosFloat]  # dense tensor-core peak per dtype
+    #: CUDA-core (SIMT) peak per dtype; ``fp32`` is required (the SIMT kernels' peak)
+    cuda_core_tflops: dict[DtypeKey, PosFloat]
     hbm_bandwidth_gbps: PosFloat
     hbm_capacity_gb: PosFloat
     l2_bytes: PosInt
@@ -98,6 +102,12 @@ class GpuConfig(Spec):
     #: fp32 matmuls (PyTorch disables TF32 for matmuls by default)
     conv_fp32_math: Literal["tf32", "fp32"] = "tf32"
     matmul_fp32_math: Literal["tf32", "fp32"] = "fp32"
+
+    @model_validator(mode="after")
+    def _fp32_simt(self) -> GpuConfig:
+        if "fp32" not in self.cuda_core_tflops:
+            raise ValueError("cuda_core_tflops needs an fp32 entry (the SIMT kernels' peak)")
+        return self
 
     def peak_flops(self, dtype: str) -> float:
         t = self.tensor_tflops.get(dtype) or self.cuda_core_tflops.get(dtype)

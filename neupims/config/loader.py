@@ -114,7 +114,15 @@ def format_validation_error(
 ) -> str:
     """Turn a pydantic error into one line per problem: ``source: key.path: message``."""
     lines = []
-    for err in exc.errors():
+    errors = exc.errors()
+    failed_items = [e["loc"] for e in errors if e["type"] != "too_short"]
+    for err in errors:
+        # a list whose items failed is also reported too short (its valid items): noise
+        if err["type"] == "too_short" and any(
+            loc[: len(err["loc"])] == err["loc"] and len(loc) > len(err["loc"])
+            for loc in failed_items
+        ):
+            continue
         # drop pydantic's validator names and the "[key]" marker of a bad mapping key
         loc = tuple(
             p
@@ -133,7 +141,9 @@ def format_validation_error(
         else:
             msg = err["msg"].removeprefix("Value error, ")
             if "input" in err and kind not in ("model_type", "dict_type"):
-                msg += f", got {err['input']!r}"
+                if not isinstance(err["input"], dict):  # a whole mapping says nothing new
+                    got = repr(err["input"])
+                    msg += f", got {got if len(got) <= 80 else got[:77] + '...'}"
         lines.append(f"{source}: {path}: {msg}")
     return "\n".join(lines)
 

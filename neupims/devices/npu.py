@@ -252,9 +252,12 @@ class NpuModel(DeviceModel):
             m, n, k = op.gemm_mnk
             return self._gemm(op, m, n, k, 1)
         if isinstance(op, Attention):
-            lens = np.full(op.batch, op.kv_len)
             if op.q_len == 1:
-                compute = attention_gemv_compute_cycles(lens, op.heads, op.head_dim, hw)
+                # every request has kv_len keys: batch x heads (request, head) pairs of one
+                # length (the same tile count as summing batch equal requests, no array of
+                # batch entries for a large batch)
+                lens = np.array([op.kv_len])
+                compute = attention_gemv_compute_cycles(lens, op.heads * op.batch, op.head_dim, hw)
                 macs = 2.0 * op.batch * op.heads * op.kv_len * op.head_dim
             else:  # prefill: Q K^T and P V as GEMMs per (request, head)
                 c1, _ = gemm_cycles(op.q_len, op.kv_len, op.head_dim, hw, lambda b: 0.0)

@@ -63,22 +63,23 @@ def parse_trace(text: str, source: str = "<trace>") -> list[TracedOp]:
 
 
 def _parse_rows(reader, source: str) -> list[TracedOp]:
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise TraceError(
-            f"{source}: empty file; expected a header row starting with 'op'"
-        ) from None
+    header = next((r for r in reader if any(c.strip() for c in r)), None)
+    if header is None:
+        raise TraceError(f"{source}: empty file; expected a header row starting with 'op'")
     header = [h.strip() for h in header]
     if "op" not in header:
-        raise TraceError(f"{source}: line 1: header has no 'op' column (got {header})")
+        raise TraceError(
+            f"{source}: line {reader.line_num}: header has no 'op' column (got {header})"
+        )
     known = set(trace_columns())
     unknown = [h for h in header if h and h not in known]
     if unknown:
-        raise TraceError(f"{source}: line 1: unknown column(s) {unknown}; known: {sorted(known)}")
+        raise TraceError(
+            f"{source}: line {reader.line_num}: unknown column(s) {unknown}; known: {sorted(known)}"
+        )
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
-        raise TraceError(f"{source}: line 1: duplicate column(s) {dup}")
+        raise TraceError(f"{source}: line {reader.line_num}: duplicate column(s) {dup}")
     out: list[TracedOp] = []
     for row in reader:
         lineno = reader.line_num

@@ -93,7 +93,9 @@ def validate_point(cfg: ServingPoint) -> None:
     from neupims.workloads.datasets import get_dataset
     from neupims.workloads.specs import TransformerSpec
 
-    with about("system", "overrides"):
+    with about("system"):
+        get_system(cfg.system)
+    with about("overrides"):
         system = get_system(cfg.system, **cfg.overrides)
     with about("overrides.placement" if "placement" in cfg.overrides else "system"):
         get_policy(system.placement)
