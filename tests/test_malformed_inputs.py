@@ -337,7 +337,7 @@ EXPERIMENT_CASES = [
     ),
     (
         _exp(SERVE, base__model="resnet-50"),
-        "base.model: point 1 of 2 (system='npu_only'): model 'resnet-50' is a cnn; serving needs a decoder",
+        "base.model: point 1 of 2 (system='npu_only'): model 'resnet-50' is of kind 'cnn'; serving needs a decoder",
     ),
     (
         _exp(SERVE, base__tp=3),
@@ -681,6 +681,19 @@ ARG_CASES = [
     (["run", "{exp}", "--jobs", "0"], "--jobs 0: expected a positive number of processes"),
     (["run", "{exp}", "--cluster", "remote:4"], "--cluster 'remote:4': expected local:N"),
     (["plot", "{tmp}"], ": no experiment.yaml; run `neupims run EXPERIMENT.yaml"),
+    (
+        ["plot", "{tmp}", "--format", "xyz"],
+        "--format 'xyz': expected comma-separated figure formats",
+    ),
+    (
+        ["iteration", "--system", "npu_only", "--model", "resnet-50", "--requests", "{snap}"],
+        "model 'resnet-50' is of kind 'cnn'; a decode iteration needs a decoder",
+    ),
+    (
+        ["iteration", "--system", "npu_only", "--requests", "{snap}", "--timeline", "{tmp}"],
+        ": is a directory; expected a file path to write",
+    ),
+    (["run", "{exp}", "-o", "{exp}"], "exp.yaml: File exists"),
     (
         ["calibrate", "--hw", "npu_neupims", "--measured", "{ok}"],
         "npu_neupims: calibrate fits GPU configs, this is a 'npu' config",

@@ -49,9 +49,15 @@ class LlmSpec:
 
 def get_llm(name: str) -> LlmSpec:
     """The decoder ``name`` from the workloads zoo, as the dimensions the system model uses."""
+    from neupims.errors import ConfigError
     from neupims.workloads import get_model
 
     m = get_model(name)
+    if getattr(m, "kind", None) != "decoder":
+        raise ConfigError(
+            f"model {name!r} is of kind {getattr(m, 'kind', type(m).__name__)!r}; "
+            "a decode iteration needs a decoder"
+        )
     heads = int(m.heads)
     return LlmSpec(
         name=name,

@@ -102,7 +102,9 @@ def validate_point(cfg: ServingPoint) -> None:
     with about("model"):
         spec = get_model(cfg.model)
         if not isinstance(spec, TransformerSpec) or spec.kind != "decoder":
-            raise ValueError(f"model {cfg.model!r} is a {spec.kind}; serving needs a decoder")
+            raise ValueError(
+                f"model {cfg.model!r} is of kind {spec.kind!r}; serving needs a decoder"
+            )
     with about("npu_overrides"):
         hw = system.hw if system.device == "npu" else "npu_neupims"
         _npu_config(hw, json.dumps(cfg.npu_overrides, sort_keys=True))
