@@ -360,6 +360,14 @@ EXPERIMENT_CASES = [
         "base.seed: point 1 of 2 (system='npu_only'): Input should be greater than or equal to 0, got -1",
     ),
     (
+        _exp(QUICK, figures=[{"type": "roofline", "hw": "tpu9"}]),
+        "exp.yaml: figures[0].hw: tpu9: no such file, and no hw_configs/ entry of that name",
+    ),
+    (
+        _exp(QUICK, figures=[{"type": "roofline", "hw": "h100_sxm", "dtype": "int4"}]),
+        "exp.yaml: figures[0].dtype: h100-sxm: no peak for dtype 'int4'",
+    ),
+    (
         {"name": "c", "kind": "conv_algos", "base": {"hw": "npu_neupims"}},
         "exp.yaml: base.hw: point 1 of 1: hw: 'npu_neupims' is a npu config; conv_algos needs a gpu",
     ),

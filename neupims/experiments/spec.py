@@ -387,6 +387,24 @@ def expand(spec: ExperimentSpec, kind: ExperimentKind, source: str) -> list[Poin
     return points
 
 
+def _check_roofline_hardware(spec: ExperimentSpec, source: str) -> None:
+    """A roofline figure's ``hw`` must load and have a peak for its ``dtype`` (it is drawn
+    after the run, too late to refuse)."""
+    from neupims.config import load_hw
+
+    for i, fig in enumerate(spec.figures):
+        if fig.type != "roofline" or fig.hw is None:
+            continue
+        try:
+            hw = load_hw(fig.hw)
+        except NeupimsError as exc:
+            raise ConfigError(f"{source}: figures[{i}].hw: {exc}") from None
+        try:
+            hw.peak_flops(fig.dtype)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: figures[{i}].dtype: {exc}") from None
+
+
 def _check_metrics_and_figures(spec: ExperimentSpec, kind: ExperimentKind, source: str) -> None:
     declared = list(getattr(kind, "metrics", ()) or ())
     if spec.metrics is not None and declared:
@@ -396,6 +414,7 @@ def _check_metrics_and_figures(spec: ExperimentSpec, kind: ExperimentKind, sourc
                     f"{source}: metrics[{i}]: unknown metric {m!r} of kind {kind.name!r}; "
                     f"expected one of {declared}"
                 )
+    _check_roofline_hardware(spec, source)
     known = set(spec.metrics or declared)
     if not known:
         return  # checked against the results when they exist
