@@ -10,6 +10,7 @@ name to its class, and :func:`op_from_row` builds and validates an op from CSV c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -59,6 +60,19 @@ def register_op(cls: type[Op]) -> type[Op]:
     return cls
 
 
+@functools.cache
+def _field_checks(cls: type) -> tuple[tuple[str, str, int | None, int | None], ...]:
+    """(name, type, min, max) of each field of an op class, as :meth:`Op.validate` checks
+    them: ``type`` is int, float, bool, str or dtype; min/max come from the field's
+    metadata (defaults 1 and :data:`MAX_DIM`) and apply to ints."""
+    out = []
+    for f in dataclasses.fields(cls):
+        typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        typ = "dtype" if f.name == "dtype" else typ
+        out.append((f.name, typ, f.metadata.get("min", 1), f.metadata.get("max", MAX_DIM)))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Op:
     """Base of all operators. Subclasses set ``name`` and implement the two counts."""
@@ -88,27 +102,24 @@ class Op:
         ``int`` (``64.0`` and numpy integers become ``64``). Subclasses add their own checks
         after calling this.
         """
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-            if f.name == "dtype":
+        for name, typ, lo, hi in _field_checks(type(self)):
+            v = getattr(self, name)
+            if typ == "int":
+                if type(v) is int and (lo is None or v >= lo) and (hi is None or v <= hi):
+                    continue  # the common case, without a call
+                object.__setattr__(self, name, check_int(name, v, lo, hi))
+            elif typ == "dtype":
                 if not isinstance(v, str):
                     raise ValueError(f"dtype must be a name, got {v!r}")
                 dtype_bytes(v)
             elif typ == "bool":
                 if v not in (True, False) or isinstance(v, float):
-                    raise ValueError(f"{f.name} must be true or false, got {v!r}")
-                object.__setattr__(self, f.name, bool(v))
-            elif typ == "int":
-                lo = f.metadata.get("min", 1)
-                hi = f.metadata.get("max", MAX_DIM)
-                n = check_int(f.name, v, lo, hi)
-                if type(v) is not int:
-                    object.__setattr__(self, f.name, n)
+                    raise ValueError(f"{name} must be true or false, got {v!r}")
+                object.__setattr__(self, name, bool(v))
             elif typ == "float":
-                check_finite(f.name, v)
+                check_finite(name, v)
             elif typ == "str" and not isinstance(v, str):
-                raise ValueError(f"{f.name} must be a name, got {v!r}")
+                raise ValueError(f"{name} must be a name, got {v!r}")
 
     def check_size(self) -> None:
         """Raise ValueError when the op's compulsory traffic exceeds
