@@ -9,6 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from neupims.errors import NeupimsError
+
+
+def _write_error(path: Path, exc: OSError) -> NeupimsError:
+    """An OSError of writing ``path`` (a directory, a missing or read-only folder, a full
+    disk) as one line naming the file: output paths are user input too."""
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        return NeupimsError(f"{path}: is a directory; expected a file path to write")
+    return NeupimsError(f"{path}: cannot write the file: {exc.strerror or exc}")
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", fsync: bool = True, **kw) -> Iterator[IO]:
@@ -18,17 +28,28 @@ def atomic_open(path: str | Path, mode: str = "w", fsync: bool = True, **kw) -> 
     reader never sees a half-written file. ``fsync=False`` skips the flush to disk: the
     rename is still atomic for readers and survives the writer being killed, only not a
     power loss (use it where the reader validates what it reads, e.g. the result store).
+    An OSError of creating, flushing or renaming the file (not of the caller's code) is a
+    NeupimsError naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, mode, **kw) as fh:
             yield fh
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
+            try:
+                fh.flush()
+                if fsync:
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise _write_error(path, exc) from None
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _write_error(path, exc) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

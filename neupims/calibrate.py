@@ -18,6 +18,7 @@ stay positive. NumPy only.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import zlib
@@ -151,17 +152,34 @@ def _conv_settings(row: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    from neupims.textio import read_text
+
+    rd = csv.DictReader(io.StringIO(read_text(path, TraceError), newline=""), strict=True)
     try:
-        with open(path, newline="") as fh:
-            rd = csv.DictReader(fh)
-            return list(rd.fieldnames or []), list(rd)
-    except FileNotFoundError:
-        raise TraceError(f"{path}: file not found") from None
+        return list(rd.fieldnames or []), list(rd)
+    except csv.Error as exc:
+        raise TraceError(f"{path}: line {rd.reader.line_num}: malformed CSV: {exc}") from None
+
+
+def _why(exc: Exception) -> str:
+    """What was wrong with a row: a missing column is named; other errors keep their
+    message."""
+    if isinstance(exc, KeyError):
+        return f"missing column {exc.args[0]!r}"
+    return str(exc)
+
+
+def _check_cells(path: Path, line: int, row: dict) -> None:
+    if None in row:
+        raise TraceError(f"{path}: line {line}: more cells than the header has columns")
+    if any(v is None for v in row.values()):
+        raise TraceError(f"{path}: line {line}: fewer cells than the header has columns")
 
 
 def _op_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
     out = []
     for i, row in enumerate(rows, start=2):
+        _check_cells(path, i, row)
         try:
             measured = float(row["measured_s"])
             algo = row.get("algo", "")
@@ -171,10 +189,13 @@ def _op_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
             else:
                 cells, kind = row, "op"
             op = op_from_row({k: v for k, v in cells.items() if k and v is not None})
+            mem = float(row.get("mem_extra_bytes") or "nan")
         except (KeyError, ValueError) as exc:
-            raise TraceError(f"{path}: line {i}: {exc}") from None
-        if not measured > 0:
-            raise TraceError(f"{path}: line {i}: measured_s must be positive, got {measured}")
+            raise TraceError(f"{path}: line {i}: {_why(exc)}") from None
+        if not 0 < measured < math.inf:
+            raise TraceError(
+                f"{path}: line {i}: measured_s must be a positive number of seconds, got {measured}"
+            )
         if kind == "transform":
             from neupims.devices.gpu_conv import im2win_window_bytes
 
@@ -184,9 +205,8 @@ def _op_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
         settings = _conv_settings(row)
         if row.get("conv_algo_choice"):  # files that vary TF32 and the choice per row
             key += "|" + "|".join(v for _, v in settings)
-        mem = row.get("mem_extra_bytes") or "nan"
         group = "conv" if kind == "transform" else _group_of(row)
-        out.append(Sample(key, group, kind, measured, op=op, mem_extra_bytes=float(mem),
+        out.append(Sample(key, group, kind, measured, op=op, mem_extra_bytes=mem,
                           label=f"{row.get('suite')}:{row.get('layer')}:{algo or op.name}",
                           meta={"impl": row.get("impl", ""), "dtype": row.get("dtype", ""),
                                 "device": row.get("device", "")},
@@ -207,14 +227,17 @@ def step_ops(model: str, phase: str, batch: int, seq: int, dtype: str = "fp16") 
 def _e2e_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
     out = []
     for i, row in enumerate(rows, start=2):
+        _check_cells(path, i, row)
         try:
             model, phase = row["model"], row["phase"]
             batch, seq = int(row["batch"]), int(row["seq"])
             measured = float(row["measured_s"])
             graph = float(row.get("graph_measured_s") or "nan")
+            if not 0 < measured < math.inf:
+                raise ValueError(f"measured_s must be a positive number of seconds, got {measured}")
             ops = step_ops(model, phase, batch, seq, row.get("dtype") or "fp16")
         except (KeyError, ValueError, NeupimsError) as exc:
-            raise TraceError(f"{path}: line {i}: {exc}") from None
+            raise TraceError(f"{path}: line {i}: {_why(exc)}") from None
         key = f"e2e|{model}|{phase}|{batch}|{seq}"
         label = f"{model} {phase} b{batch} s{seq}"
         # the same step timed two ways: eager (host dispatch included) and replayed from a

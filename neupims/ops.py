@@ -10,11 +10,21 @@ name to its class, and :func:`op_from_row` builds and validates an op from CSV c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from neupims.errors import TraceError
+from neupims.limits import (
+    MAX_DIM,
+    MAX_ELEMS,
+    MAX_OP_BYTES,
+    MAX_SEQ_LEN,
+    check_finite,
+    check_int,
+    limit_text,
+)
 
 #: Bytes per element of every supported dtype. Sub-byte dtypes are fractional.
 DTYPE_BYTES: dict[str, float] = {
@@ -50,6 +60,19 @@ def register_op(cls: type[Op]) -> type[Op]:
     return cls
 
 
+@functools.cache
+def _field_checks(cls: type) -> tuple[tuple[str, str, int | None, int | None], ...]:
+    """(name, type, min, max) of each field of an op class, as :meth:`Op.validate` checks
+    them: ``type`` is int, float, bool, str or dtype; min/max come from the field's
+    metadata (defaults 1 and :data:`MAX_DIM`) and apply to ints."""
+    out = []
+    for f in dataclasses.fields(cls):
+        typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        typ = "dtype" if f.name == "dtype" else typ
+        out.append((f.name, typ, f.metadata.get("min", 1), f.metadata.get("max", MAX_DIM)))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Op:
     """Base of all operators. Subclasses set ``name`` and implement the two counts."""
@@ -77,21 +100,46 @@ class Op:
         return self.flops / self.min_bytes if self.min_bytes else math.inf
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad field."""
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name == "dtype":
+        """Raise ValueError naming the first bad field.
+
+        Generic over every registered op: integer fields must be integers in
+        ``[min, max]`` (field metadata; defaults 1 and :data:`neupims.limits.MAX_DIM`),
+        float fields finite, ``dtype`` a known dtype. Integral values are normalised to
+        ``int`` (``64.0`` and numpy integers become ``64``). Subclasses add their own checks
+        after calling this.
+        """
+        for name, typ, lo, hi in _field_checks(type(self)):
+            v = getattr(self, name)
+            if typ == "int":
+                if type(v) is int and (lo is None or v >= lo) and (hi is None or v <= hi):
+                    continue  # the common case, without a call
+                object.__setattr__(self, name, check_int(name, v, lo, hi))
+            elif typ == "dtype":
+                if not isinstance(v, str):
+                    raise ValueError(f"dtype must be a name, got {v!r}")
                 dtype_bytes(v)
-            elif isinstance(v, bool):
-                continue
-            elif isinstance(v, int) and f.metadata.get("min", 1) is not None:
-                lo = f.metadata.get("min", 1)
-                if v < lo:
-                    what = "positive" if lo == 1 else f">= {lo}"
-                    raise ValueError(f"{f.name} must be {what}, got {v}")
+            elif typ == "bool":
+                if v not in (True, False) or isinstance(v, float):
+                    raise ValueError(f"{name} must be true or false, got {v!r}")
+                object.__setattr__(self, name, bool(v))
+            elif typ == "float":
+                check_finite(name, v)
+            elif typ == "str" and not isinstance(v, str):
+                raise ValueError(f"{name} must be a name, got {v!r}")
+
+    def check_size(self) -> None:
+        """Raise ValueError when the op's compulsory traffic exceeds
+        :data:`neupims.limits.MAX_OP_BYTES` (a product of dimensions no machine holds)."""
+        nbytes = self.min_bytes
+        if not nbytes <= MAX_OP_BYTES:
+            raise ValueError(
+                f"{self.name} operands and results total {nbytes:.3g} bytes, above the limit "
+                f"{limit_text(MAX_OP_BYTES)}; check the dimensions"
+            )
 
     def __post_init__(self) -> None:
         self.validate()
+        self.check_size()
 
     def fields(self) -> dict[str, Any]:
         """The op's fields as a plain dict (the trace CSV columns besides ``op``)."""
@@ -247,8 +295,8 @@ class Attention(Op):
     batch: int
     heads: int
     kv_heads: int
-    q_len: int
-    kv_len: int
+    q_len: int = field(metadata={"max": MAX_SEQ_LEN})
+    kv_len: int = field(metadata={"max": MAX_SEQ_LEN})
     head_dim: int
     dtype: str = "fp16"
     causal: bool = False
@@ -319,7 +367,7 @@ class Elementwise(Op):
 
     name: ClassVar[str] = "elementwise"
     kind: str
-    elems: int
+    elems: int = field(metadata={"max": MAX_ELEMS})
     dtype: str = "fp16"
 
     def validate(self) -> None:
@@ -415,7 +463,7 @@ class QuantGemm(Op):
     m: int
     n: int
     k: int
-    wbits: int = 4
+    wbits: int = field(default=4, metadata={"max": 8})
     group_size: int = 64
     dtype: str = "fp16"
 
@@ -513,8 +561,9 @@ class LutGemm(Op):
     m: int
     n: int
     k: int
-    wbits: int = 2
-    lut_group: int = 4
+    wbits: int = field(default=2, metadata={"max": 8})
+    #: activations per table: 2**lut_group entries each (T-MAC uses 4); at most 16
+    lut_group: int = field(default=4, metadata={"max": 16})
     weight_group: int = 128
     dtype: str = "int8"
 
@@ -750,31 +799,41 @@ class LongConv(Op):
         return (2.0 * self.sequences + self.channels) * self.length * b
 
 
+def _show(raw: str, width: int = 40) -> str:
+    """``raw`` quoted for an error message, cut to ``width`` characters."""
+    return repr(raw if len(raw) <= width else raw[:width] + "...")
+
+
 def _parse_cell(name: str, typ: Any, raw: str) -> Any:
+    text = raw.strip()
     if typ in (int, "int"):
         try:
-            return int(raw)
+            return int(text)
         except ValueError:
-            try:
-                f = float(raw)
-            except ValueError:
-                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-            if f != int(f):
-                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-            return int(f)
+            pass
+        try:
+            f = float(text)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {_show(raw)}") from None
+        if not math.isfinite(f) or f != int(f):
+            raise ValueError(f"{name} must be an integer, got {_show(raw)}")
+        return int(f)
     if typ in (float, "float"):
         try:
-            return float(raw)
+            f = float(text)
         except ValueError:
-            raise ValueError(f"{name} must be a number, got {raw!r}") from None
+            raise ValueError(f"{name} must be a number, got {_show(raw)}") from None
+        if not math.isfinite(f):
+            raise ValueError(f"{name} must be a finite number, got {_show(raw)}")
+        return f
     if typ in (bool, "bool"):
-        low = raw.strip().lower()
+        low = text.lower()
         if low in ("1", "true", "yes"):
             return True
         if low in ("0", "false", "no"):
             return False
-        raise ValueError(f"{name} must be true or false, got {raw!r}")
-    return raw.strip()
+        raise ValueError(f"{name} must be true or false, got {_show(raw)}")
+    return text
 
 
 def op_from_row(row: dict[str, str]) -> Op:
@@ -788,7 +847,7 @@ def op_from_row(row: dict[str, str]) -> Op:
         raise ValueError("column 'op' is empty")
     cls = OP_KINDS.get(kind)
     if cls is None:
-        raise ValueError(f"unknown op {kind!r}; expected one of {sorted(OP_KINDS)}")
+        raise ValueError(f"unknown op {_show(kind)}; expected one of {sorted(OP_KINDS)}")
     kwargs: dict[str, Any] = {}
     missing = []
     for f in dataclasses.fields(cls):

@@ -471,6 +471,6 @@ def plot_dir(
         raise ConfigError(f"{exp_file}: figures: the experiment declares no figures")
     try:
         df = pd.read_csv(csv)
-    except (ValueError, pd.errors.EmptyDataError) as exc:
+    except (ValueError, OSError, pd.errors.EmptyDataError) as exc:
         raise ConfigError(f"{csv}: cannot read results: {exc}") from None
     return draw_figures(spec.figures, df, outdir or folder / "figures", str(exp_file), formats)

@@ -34,14 +34,51 @@ def replay(
     trace: Sequence[TracedOp], hw: HwConfig | str | Path, model: str | None = None
 ) -> pd.DataFrame:
     """Replay ``trace`` on ``hw``: a DataFrame with the trace columns plus the cost columns
-    of each op in isolation (``latency_s`` is the op's own time)."""
+    of each op in isolation (``latency_s`` is the op's own time) and ``fits``
+    (:func:`add_fits`)."""
+    hw = _hw(hw)
     costs = replay_costs(trace, hw, model)
     rows = []
     for t, c in zip(trace, costs, strict=True):
         row = {"op": t.op.name, "layer": t.layer, **t.op.fields()}
         row.update(c.as_row())
         rows.append(row)
-    return pd.DataFrame(rows)
+    return add_fits(pd.DataFrame(rows), hw)
+
+
+def device_memory_bytes(hw: HwConfig) -> float | None:
+    """Bytes of the memory the device computes from: a GPU's HBM, an NPU's attached memory
+    config, a memory config's channels, a CPU's RAM when its config gives it, else None."""
+    if hw.kind == "npu":
+        return float(load_hw(hw.memory).memory_capacity_bytes)
+    return getattr(hw, "memory_capacity_bytes", None)
+
+
+def add_fits(df: pd.DataFrame, hw: HwConfig) -> pd.DataFrame:
+    """Add the column ``fits``: whether each op's ``footprint_bytes`` is at most the
+    device's memory (:func:`device_memory_bytes`; empty where that is unknown)."""
+    cap = device_memory_bytes(hw)
+    if cap is None or "footprint_bytes" not in df:
+        df["fits"] = pd.array([pd.NA] * len(df), dtype="boolean")
+    else:
+        df["fits"] = pd.array(df["footprint_bytes"] <= cap, dtype="boolean")
+    return df
+
+
+def fits_warning(df: pd.DataFrame, hw: HwConfig) -> str | None:
+    """One line naming how many ops do not fit the device's memory and the largest; None
+    when all fit or the capacity is unknown."""
+    if "fits" not in df or not (df["fits"] == False).any():  # noqa: E712 - nullable booleans
+        return None
+    over = df[df["fits"] == False]  # noqa: E712
+    big = over.loc[over["footprint_bytes"].idxmax()]
+    cap = device_memory_bytes(hw)
+    return (
+        f"warning: {len(over)} of {len(df)} ops do not fit in the {cap / 2**30:,.1f} GiB "
+        f"memory of {getattr(hw, 'name', 'the device')}; the largest, op {int(big.name) + 1} "
+        f"({big['op']}{', layer ' + str(big['layer']) if big['layer'] else ''}), needs "
+        f"{big['footprint_bytes'] / 2**30:,.1f} GiB"
+    )
 
 
 def replay_step(

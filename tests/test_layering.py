@@ -15,6 +15,7 @@ LAYERS = {
     "atomic": 1,
     "ops": 1,
     "limits": 1,
+    "textio": 1,
     "config": 1,
     "workloads": 2,
     "devices": 3,

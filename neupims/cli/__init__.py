@@ -2,7 +2,8 @@
 
 Every module in this package that defines ``register(subparsers)`` adds one subcommand;
 ``register`` sets ``func`` on its parser. Errors from bad user input (NeupimsError) are
-printed as one clear message with exit status 2, never as a traceback.
+printed as one clear message with exit status 2, never as a traceback; so are OS errors
+of path arguments (a folder that cannot be created, a file that cannot be written).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except NeupimsError as exc:
         print(f"neupims {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path argument the loaders do not read themselves
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"neupims {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"neupims {args.command}: interrupted", file=sys.stderr)

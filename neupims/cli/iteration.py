@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -45,40 +46,51 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def read_snapshot(path: str | Path, channels: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Read ``seq_len,ch_idx`` rows for a memory of ``channels`` channels (None: any channel
-    index is accepted); errors name the file and line."""
+    index is accepted); errors name the file and line. ``seq_len`` is at most :data:`neupims.limits.MAX_SEQ_LEN` tokens."""
+    from neupims.limits import MAX_SEQ_LEN, limit_text
+    from neupims.textio import read_text
+
     path = Path(path)
+    text = read_text(path, TraceError).removeprefix("\ufeff")
+    rows = csv.reader(io.StringIO(text), strict=True)
     try:
-        fh = path.open(newline="")
-    except FileNotFoundError:
-        raise TraceError(f"{path}: file not found") from None
-    with fh:
-        rows = csv.reader(fh)
-        header = next(rows, None)
-        if header is None or [h.strip() for h in header[:2]] != ["seq_len", "ch_idx"]:
-            raise TraceError(f"{path}: line 1: expected the header 'seq_len,ch_idx', got {header}")
-        seq, ch = [], []
-        for line, row in enumerate(rows, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) < 2:
-                raise TraceError(f"{path}: line {line}: expected 2 columns, got {len(row)}")
-            try:
-                s, c = int(row[0]), int(row[1])
-            except ValueError:
-                raise TraceError(
-                    f"{path}: line {line}: seq_len and ch_idx must be integers, got {row[:2]}"
-                ) from None
-            if s < 1 or c < 0:
-                raise TraceError(
-                    f"{path}: line {line}: need seq_len >= 1 and ch_idx >= 0, got {s}, {c}"
-                )
-            if channels is not None and c >= channels:
-                raise TraceError(
-                    f"{path}: line {line}: ch_idx {c} out of range 0..{channels - 1} "
-                    f"(the memory has {channels} channels)"
-                )
-            seq.append(s)
-            ch.append(c)
+        return _snapshot_rows(rows, path, channels, MAX_SEQ_LEN, limit_text(MAX_SEQ_LEN))
+    except csv.Error as exc:
+        raise TraceError(f"{path}: line {rows.line_num}: malformed CSV: {exc}") from None
+
+
+def _snapshot_rows(rows, path: Path, channels: int | None, max_seq: int, max_text: str):
+    header = next(rows, None)
+    if header is None or [h.strip() for h in header[:2]] != ["seq_len", "ch_idx"]:
+        got = header if header is None or len(repr(header)) < 80 else repr(header)[:80] + "..."
+        raise TraceError(f"{path}: line 1: expected the header 'seq_len,ch_idx', got {got}")
+    seq, ch = [], []
+    for row in rows:
+        line = rows.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) < 2:
+            raise TraceError(f"{path}: line {line}: expected 2 columns, got {len(row)}")
+        try:
+            s, c = int(row[0]), int(row[1])
+        except ValueError:
+            cells = [c if len(c) <= 30 else c[:30] + "..." for c in row[:2]]
+            raise TraceError(
+                f"{path}: line {line}: seq_len and ch_idx must be integers, got {cells}"
+            ) from None
+        if s < 1 or c < 0:
+            raise TraceError(
+                f"{path}: line {line}: need seq_len >= 1 and ch_idx >= 0, got {s}, {c}"
+            )
+        if s > max_seq:
+            raise TraceError(f"{path}: line {line}: seq_len = {s:,} exceeds the limit {max_text}")
+        if channels is not None and c >= channels:
+            raise TraceError(
+                f"{path}: line {line}: ch_idx {c} out of range 0..{channels - 1} "
+                f"(the memory has {channels} channels)"
+            )
+        seq.append(s)
+        ch.append(c)
     if not seq:
         raise TraceError(f"{path}: no requests")
     return np.array(seq, np.int64), np.array(ch, np.int64)

@@ -63,11 +63,24 @@ def simulate_pattern(
     from neupims.devices import pim
     from neupims.devices.hbm_checker import check_log
     from neupims.errors import ConfigError
+    from neupims.limits import MAX_MEMSIM_REQUESTS, limit_text
 
     if pattern.startswith("pim") and not mem.pim.enabled:
         raise ConfigError(f"{mem.name}: pattern {pattern!r} needs pim.enabled: true")
     if requests <= 0:
         raise ConfigError(f"--requests must be positive, got {requests}")
+    if requests > MAX_MEMSIM_REQUESTS:
+        raise ConfigError(
+            f"--requests {requests:,} exceeds the limit {limit_text(MAX_MEMSIM_REQUESTS)}"
+        )
+    if pattern.startswith("pim"):
+        need = gemv[0] * gemv[1] * 2  # FP16 weights, all on the one simulated channel
+        have = mem.organization.capacity_gb_per_channel * 2**30
+        if need > have:
+            raise ConfigError(
+                f"--gemv {gemv[0]}x{gemv[1]}: the FP16 matrix needs {need / 2**30:,.3g} GiB, "
+                f"more than one channel of {mem.name} holds ({have / 2**30:g} GiB)"
+            )
     reqs, tiles = [], []
     if pattern == "stream-read":
         reqs = H.stream_requests(requests, mem)

@@ -25,9 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from matplotlib.figure import Figure
+
+    from neupims.errors import ConfigError
     from neupims.plots import plot_dir
 
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
+    known = sorted(Figure().canvas.get_supported_filetypes())
+    bad = [f for f in formats if f not in known]
+    if bad or not formats:
+        raise ConfigError(
+            f"--format {args.format!r}: expected comma-separated figure formats among {known}"
+        )
     paths = plot_dir(args.dir, args.output, formats=formats)
     for path in paths:
         print(path)

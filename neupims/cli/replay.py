@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from neupims.config import load_hw
-    from neupims.replay import replay_step, step_text
+    from neupims.replay import fits_warning, replay_step, step_text
     from neupims.workloads.trace_io import read_trace
 
     trace = read_trace(args.trace)
@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         d = {"trace": str(args.trace), "hw": hw.name, **step.as_dict()}
         atomic_write_text(args.summary, json.dumps(d, indent=1) + "\n")
     print(step_text(step))
+    if warning := fits_warning(df, hw):
+        print(warning)
     if args.output:
         print(f"wrote {len(df)} rows to {args.output}")
     if args.summary:

@@ -48,6 +48,8 @@ def register_hw_name(name: str, loader: Callable[[], Any], what: str) -> None:
 
 def parse_hw(data: Any, source: str) -> HwConfig:
     """Validate a hardware mapping (already loaded from YAML) against its kind's schema."""
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty; expected a mapping with a 'kind' key")
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: expected a mapping with a 'kind' key, got {type(data).__name__}"
@@ -57,7 +59,7 @@ def parse_hw(data: Any, source: str) -> HwConfig:
         raise ConfigError(
             f"{source}: kind: required key is missing; expected one of {sorted(HW_KINDS)}"
         )
-    schema = HW_KINDS.get(kind)
+    schema = HW_KINDS.get(kind) if isinstance(kind, str) else None
     if schema is None:
         raise ConfigError(
             f"{source}: kind: unknown device kind {kind!r}; expected one of {sorted(HW_KINDS)}"

@@ -64,6 +64,9 @@ class CpuConfig(Spec):
     l3: CacheLevel
     dram_bandwidth_gbps: PosFloat
     dram_latency_ns: PosFloat = 90.0
+    #: main memory in GiB; optional (replay's ``fits`` column is empty without it). The
+    #: detected CPU (``--hw cpu``) takes MemTotal from /proc/meminfo
+    dram_capacity_gb: PosFloat | None = None
     efficiency: dict[EfficiencyKey, PosFloat] = Field(default_factory=dict)
     #: threads the software runs with (BLAS/OpenMP); default: one per core
     run_threads: PosInt | None = None
@@ -113,6 +116,11 @@ class CpuConfig(Spec):
     @property
     def peak_bytes_per_s(self) -> float:
         return self.dram_bandwidth_gbps * 1e9
+
+    @property
+    def memory_capacity_bytes(self) -> float | None:
+        """Main memory in bytes (``dram_capacity_gb`` GiB), None when the config omits it."""
+        return None if self.dram_capacity_gb is None else self.dram_capacity_gb * 2**30
 
     @property
     def dram_gbps_per_core(self) -> float:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from neupims.config.base import Fraction, NonNegFloat, PosFloat, PosInt, Spec, key_of
+from neupims.ops import DTYPE_BYTES
 
 #: The GPU model's named efficiency constants (``neupims.devices.gpu``): meaning and the
 #: starting value used before ``neupims calibrate`` fits them to measured kernels. Values are
@@ -99,6 +100,8 @@ EFFICIENCY_KEYS: dict[str, tuple[str, float]] = {
 
 #: A key of :data:`EFFICIENCY_KEYS` (a typo is an error naming the key).
 EfficiencyKey = key_of(EFFICIENCY_KEYS, "efficiency constant")
+#: A dtype name of :data:`neupims.ops.DTYPE_BYTES`.
+DtypeKey = key_of(DTYPE_BYTES, "dtype")
 
 
 class GpuConfig(Spec):
@@ -106,8 +109,9 @@ class GpuConfig(Spec):
     name: str
     sms: PosInt
     boost_clock_mhz: PosFloat
-    tensor_tflops: dict[str, PosFloat]  # dense tensor-core peak per dtype
-    cuda_core_tflops: dict[str, PosFloat]  # CUDA-core (SIMT) peak per dtype
+    tensor_tflops: dict[DtypeKey, PosFloat]  # dense tensor-core peak per dtype
+    #: CUDA-core (SIMT) peak per dtype; ``fp32`` is required (the SIMT kernels' peak)
+    cuda_core_tflops: dict[DtypeKey, PosFloat]
     hbm_bandwidth_gbps: PosFloat
     hbm_capacity_gb: PosFloat
     l2_bytes: PosInt
@@ -140,6 +144,12 @@ class GpuConfig(Spec):
     #: included (cudnnFindConvolutionForwardAlgorithm of the legacy API)
     conv_algo_choice: Literal["heuristic", "benchmark", "exhaustive"] = "heuristic"
 
+    @model_validator(mode="after")
+    def _fp32_simt(self) -> GpuConfig:
+        if "fp32" not in self.cuda_core_tflops:
+            raise ValueError("cuda_core_tflops needs an fp32 entry (the SIMT kernels' peak)")
+        return self
+
     def peak_flops(self, dtype: str) -> float:
         t = self.tensor_tflops.get(dtype) or self.cuda_core_tflops.get(dtype)
         if t is None:
@@ -150,3 +160,10 @@ class GpuConfig(Spec):
     @property
     def peak_bytes_per_s(self) -> float:
         return self.hbm_bandwidth_gbps * 1e9
+
+    @property
+    def memory_capacity_bytes(self) -> float:
+        """Device memory in bytes. ``hbm_capacity_gb`` is the datasheet's size, which counts
+        binary gigabytes (HBM stacks hold powers of two): CUDA reports 85,017,493,504 B
+        (79.2 GiB usable) on the "80 GB" H100 (validation/h100/env.json)."""
+        return self.hbm_capacity_gb * 2**30

@@ -159,6 +159,11 @@ class MemoryConfig(Spec):
         return self.organization.channels * self.organization.capacity_gb_per_channel * 2**30
 
     @property
+    def memory_capacity_bytes(self) -> float:
+        """Bytes of the device (every channel), as the other hardware kinds name it."""
+        return self.capacity_bytes
+
+    @property
     def pim_peak_flops(self) -> float:
         """All banks' multipliers at one COMP per tCCD_L: 2 FLOPs per MAC."""
         if not self.pim.enabled:

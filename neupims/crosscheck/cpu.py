@@ -87,11 +87,17 @@ def suite_ops(suite: str, all_threads: int) -> list[tuple[Op, int]]:
     return out
 
 
-def _trace_ops(trace, all_threads: int) -> tuple[list[tuple[Op, int]], list[str]]:
+def _trace_ops(
+    trace, all_threads: int, ram_bytes: float | None = None
+) -> tuple[list[tuple[Op, int]], list[str]]:
+    from neupims.crosscheck import too_big
     from neupims.devices.cpu_fit import kernel
 
     ops, skipped = [], []
     for t in trace:
+        if why := too_big(t.op, ram_bytes):  # before kernel(), which allocates the operands
+            skipped.append(f"{t.layer or t.op.name}: {why}")
+            continue
         try:
             kernel(t.op)
         except ValueError as exc:
@@ -208,7 +214,7 @@ def check(hw, trace, outdir: Path, quick: bool = False, suite: str | None = None
         )
     all_threads = min(hw.nthreads, os.cpu_count() or 1)
     if trace is not None:
-        pairs, skipped = _trace_ops(trace, all_threads)
+        pairs, skipped = _trace_ops(trace, all_threads, det.config.memory_capacity_bytes)
         for s in skipped:
             print(f"skipped {s}")
         if not pairs:

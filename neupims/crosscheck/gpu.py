@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from neupims.crosscheck import register_checker
+from neupims.crosscheck import register_checker, too_big
 from neupims.errors import NeupimsError
 from neupims.ops import Attention, Conv2d, Elementwise, Gemm, Op, QuantGemm
 
@@ -215,6 +215,9 @@ def check(hw, trace, outdir: Path, quick: bool = False) -> int:
     if quick:
         ops = ops[::4]
     unique = list(dict.fromkeys(ops))
+    for op in [op for op in unique if too_big(op, hw.memory_capacity_bytes)]:
+        print(f"skipped ({too_big(op, hw.memory_capacity_bytes)}): {op}")
+        unique.remove(op)
     rows, skipped, env = time_ops(unique)
     for op in skipped:
         print(f"skipped (no PyTorch kernel for it here): {op}")

@@ -50,9 +50,12 @@ def get_model(hw, model: str | None = None) -> DeviceModel:
     name = model or DEFAULT_MODEL.get(hw.kind, "roofline")
     cls = DEVICE_MODELS.get(name)
     if cls is None:
-        raise ConfigError(f"unknown device model {name!r}; known: {sorted(DEVICE_MODELS)}")
+        raise ConfigError(f"unknown device model {name!r}; expected one of {sorted(DEVICE_MODELS)}")
     if hw.kind not in cls.kinds:
-        raise ConfigError(f"device model {name!r} does not model {hw.kind!r} hardware")
+        fits = sorted(n for n, c in DEVICE_MODELS.items() if hw.kind in c.kinds)
+        raise ConfigError(
+            f"device model {name!r} does not model {hw.kind!r} hardware; expected one of {fits}"
+        )
     return _instance(cls, hw)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from neupims.errors import ConfigError
+from neupims.errors import ConfigError, NeupimsError
 from neupims.ops import Op
 
 
@@ -117,7 +117,15 @@ class DeviceModel:
         self._cached: Callable[[Op], Cost] = lru_cache(maxsize=65536)(self._estimate)
 
     def estimate(self, op: Op) -> Cost:
-        return self._cached(op)
+        """The cost of ``op``. A ValueError of the model (a dtype the hardware has no peak
+        for, an op it cannot run) is a ConfigError naming the op and the device."""
+        try:
+            return self._cached(op)
+        except NeupimsError:
+            raise
+        except ValueError as exc:
+            hw = getattr(self.hw, "name", "the device")
+            raise ConfigError(f"{self.name} model of {hw} cannot cost {op}: {exc}") from None
 
     def _estimate(self, op: Op) -> Cost:  # pragma: no cover - abstract
         raise NotImplementedError

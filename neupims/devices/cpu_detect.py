@@ -162,6 +162,16 @@ def _cpuinfo() -> dict[str, str]:
     return out
 
 
+def _meminfo_gib() -> float | None:
+    """MemTotal of /proc/meminfo (kB, i.e. KiB) in GiB; None where there is none."""
+    for line in (_read(Path("/proc/meminfo")) or "").splitlines():
+        key, _, val = line.partition(":")
+        if key.strip() == "MemTotal":
+            kib = val.split()[0] if val.split() else ""
+            return int(kib) / 2**20 if kib.isdigit() and int(kib) > 0 else None
+    return None
+
+
 def _size(text: str) -> int:
     m = re.fullmatch(r"(\d+)\s*([KMG]?)", text.strip().upper())
     if not m:
@@ -375,6 +385,12 @@ def detect() -> Detection:
         "dram_latency_ns": arch.dram_latency_ns,
         "run_threads": run_threads,
     }
+    ram = _meminfo_gib()
+    if ram is not None:
+        data["dram_capacity_gb"] = ram
+        src["dram_capacity_gb"] = "detected: MemTotal of /proc/meminfo"
+    else:
+        src["dram_capacity_gb"] = "unknown: no /proc/meminfo (replay's fits column is empty)"
     for name, (size, shared) in sizes.items():
         data[name] = {
             "size_bytes": size,

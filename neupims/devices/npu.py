@@ -153,18 +153,22 @@ def gemm_cycles(m: int, n: int, k: int, cfg, dma_cycles_fn, batch: int = 1) -> t
     return max(t.compute_cycles, dma_cycles_fn(t.dma_bytes) + t.post_dma_cycles), t.compute_cycles
 
 
-def attention_gemv_compute_cycles(seq_lens, heads: int, head_dim: int, cfg) -> float:
+def attention_gemv_compute_cycles(seq_lens, heads: int, head_dim: int, cfg, counts=None) -> float:
     """Systolic cycles of decode attention on the NPU (NPU-only system).
 
     Per request and head: logit K^T q (weights K, ceil(d/H) x ceil(s/W) tiles) and attend
     p V (weights V, ceil(s/H) x ceil(d/W) tiles), each tile streaming one query row.
-    Tiles spread over all arrays.
+    Tiles spread over all arrays. ``counts[i]``: requests of length ``seq_lens[i]`` (1 each
+    by default), so a large batch of few lengths needs no array entry per request.
     """
     s = cfg.systolic_array
     lens = np.asarray(seq_lens, dtype=np.int64)
     t_logit = math.ceil(head_dim / s.rows) * np.ceil(lens / s.cols)
     t_attend = np.ceil(lens / s.rows) * math.ceil(head_dim / s.cols)
-    tiles = float(heads * (t_logit + t_attend).sum())
+    per_len = t_logit + t_attend
+    if counts is not None:
+        per_len = per_len * np.asarray(counts, dtype=np.float64)
+    tiles = float(heads * per_len.sum())
     per_array = math.ceil(tiles / s.count)
     if per_array == 0:
         return 0.0
@@ -389,8 +393,9 @@ def decode_attention_work(model: NpuModel, ops) -> NpuWork:
     if not ops:
         return NpuWork(0.0)
     first = ops[0]
-    lens = np.concatenate([np.full(o.batch, o.kv_len, dtype=np.int64) for o in ops])
-    compute = attention_gemv_compute_cycles(lens, first.heads, first.head_dim, hw)
+    lens = np.array([o.kv_len for o in ops], dtype=np.int64)
+    counts = np.array([o.batch for o in ops], dtype=np.int64)
+    compute = attention_gemv_compute_cycles(lens, first.heads, first.head_dim, hw, counts)
     scores = float(sum(o.batch * o.heads * o.kv_len for o in ops))
     soft = vector_cycles(scores, 5, hw)
     kv = float(sum(o.kv_bytes for o in ops))

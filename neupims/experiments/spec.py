@@ -13,8 +13,9 @@ configuration, and a ``sweep`` over dotted paths into it::
     figures: [{type: lines, x: batch, y: latency_s, hue: hw}]
 
 Every point (base with that point's swept values applied) is validated against the kind's
-schema before anything runs; errors name the file, the sweep or base key path, the point
-and what was expected.
+schema and by the kind's ``validate_point`` (the semantic checks that would otherwise fail
+at run time) before anything runs; errors name the file, the sweep or base key path, the
+point and what was expected, and nothing is written.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from neupims import __version__
 from neupims.config.base import Spec
 from neupims.config.loader import load_yaml, validate
-from neupims.errors import ConfigError
-from neupims.experiments.kinds import ExperimentKind, all_kinds
+from neupims.errors import ConfigError, NeupimsError
+from neupims.experiments.kinds import ExperimentKind, PointError, all_kinds
 
 
 class FigureSpec(Spec):
@@ -293,22 +294,31 @@ def _sweep_combinations(sweep: SweepSpec | None, source: str) -> list[dict[str, 
     return combos
 
 
+def _where(loc: str, sweep_section: dict[str, str]) -> str:
+    """The experiment key a point-config key comes from: its sweep entry, else ``base``."""
+    section = next(
+        (
+            f"sweep.{sec}.{p}"
+            for p, sec in sweep_section.items()
+            if loc == p or loc.startswith(p + ".") or p.startswith(loc + ".")
+        ),
+        None,
+    )
+    return section or (f"base.{loc}" if loc else "base")
+
+
+def _point_label(index: int, n: int, swept: dict[str, Any]) -> str:
+    what = ", ".join(f"{k}={v!r}" for k, v in swept.items())
+    return f"point {index + 1} of {n}" + (f" ({what})" if what else "")
+
+
 def _point_error(
     exc: ValidationError, source: str, sweep_section: dict[str, str], index: int, n: int, swept
 ) -> str:
-    what = ", ".join(f"{k}={v!r}" for k, v in swept.items())
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        section = next(
-            (
-                f"sweep.{sec}.{p}"
-                for p, sec in sweep_section.items()
-                if loc == p or loc.startswith(p + ".") or p.startswith(loc + ".")
-            ),
-            None,
-        )
-        where = section or (f"base.{loc}" if loc else "base")
+        where = _where(loc, sweep_section)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling against the documented keys)"
@@ -318,9 +328,23 @@ def _point_error(
             msg = msg.removeprefix("Value error, ")
         elif "input" in err and err["type"] not in ("model_type", "dict_type"):
             msg += f", got {err['input']!r}"
-        pt = f"point {index + 1} of {n}" + (f" ({what})" if what else "")
-        lines.append(f"{source}: {where}: {pt}: {msg}")
+        lines.append(f"{source}: {where}: {_point_label(index, n, swept)}: {msg}")
     return "\n".join(lines)
+
+
+def _check_point(
+    kind: ExperimentKind, cfg: Any, source: str, sections: dict[str, str], i: int, n: int, swept
+) -> None:
+    """Run the kind's semantic checks on one point; a failure names the point and key."""
+    if kind.validate_point is None:
+        return
+    try:
+        kind.validate_point(cfg)
+    except PointError as exc:
+        where = ", ".join(dict.fromkeys(_where(k, sections) for k in exc.keys)) or "base"
+        raise ConfigError(f"{source}: {where}: {_point_label(i, n, swept)}: {exc}") from None
+    except (NeupimsError, ValueError) as exc:
+        raise ConfigError(f"{source}: {_point_label(i, n, swept)}: {exc}") from None
 
 
 def expand(spec: ExperimentSpec, kind: ExperimentKind, source: str) -> list[Point]:
@@ -350,6 +374,7 @@ def expand(spec: ExperimentSpec, kind: ExperimentKind, source: str) -> list[Poin
             raise ConfigError(_point_error(exc, source, sections, i, len(combos), swept)) from None
         except ConfigError as exc:
             raise ConfigError(f"{source}: point {i + 1} of {len(combos)}: {exc}") from None
+        _check_point(kind, cfg, source, sections, i, len(combos), swept)
         config = cfg.model_dump(mode="json")
         key = point_key(kind.name, config)
         if key in seen:
@@ -362,6 +387,24 @@ def expand(spec: ExperimentSpec, kind: ExperimentKind, source: str) -> list[Poin
     return points
 
 
+def _check_roofline_hardware(spec: ExperimentSpec, source: str) -> None:
+    """A roofline figure's ``hw`` must load and have a peak for its ``dtype`` (it is drawn
+    after the run, too late to refuse)."""
+    from neupims.config import load_hw
+
+    for i, fig in enumerate(spec.figures):
+        if fig.type != "roofline" or fig.hw is None:
+            continue
+        try:
+            hw = load_hw(fig.hw)
+        except NeupimsError as exc:
+            raise ConfigError(f"{source}: figures[{i}].hw: {exc}") from None
+        try:
+            hw.peak_flops(fig.dtype)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: figures[{i}].dtype: {exc}") from None
+
+
 def _check_metrics_and_figures(spec: ExperimentSpec, kind: ExperimentKind, source: str) -> None:
     declared = list(getattr(kind, "metrics", ()) or ())
     if spec.metrics is not None and declared:
@@ -371,6 +414,7 @@ def _check_metrics_and_figures(spec: ExperimentSpec, kind: ExperimentKind, sourc
                     f"{source}: metrics[{i}]: unknown metric {m!r} of kind {kind.name!r}; "
                     f"expected one of {declared}"
                 )
+    _check_roofline_hardware(spec, source)
     known = set(spec.metrics or declared)
     if not known:
         return  # checked against the results when they exist

@@ -279,8 +279,13 @@ def build_system(
     for what, v in (("tp", tp), ("pp", pp)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{what} must be a positive integer, got {v!r}")
-    if layers is not None and (
-        isinstance(layers, bool) or not isinstance(layers, int) or layers < 1
-    ):
-        raise ConfigError(f"layers must be a positive integer, got {layers!r}")
+    built = cls(spec, model, tp, pp, layers=None, comm=comm, hw_overrides=hw_overrides)
+    if layers is None:
+        return built
+    full = built.template.stage_layers
+    if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= full:
+        raise ConfigError(
+            f"layers must be in 1..{full} (the decoder blocks of one pipeline stage of "
+            f"{model}), got {layers!r}"
+        )
     return cls(spec, model, tp, pp, layers=layers, comm=comm, hw_overrides=hw_overrides)

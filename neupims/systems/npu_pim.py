@@ -51,7 +51,7 @@ def _npu_config(name: str, overrides_json: str):
     the per-config memoisation downstream keeps hitting)."""
     from neupims.config.overrides import apply_hw_overrides
 
-    return apply_hw_overrides(name, json.loads(overrides_json) or None, "npu_overrides")
+    return apply_hw_overrides(name, json.loads(overrides_json) or None, "hw_overrides")
 
 
 # ---------------------------------------------------------------------------------------

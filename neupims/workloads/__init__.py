@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from neupims.errors import NeupimsError
+from neupims.limits import MAX_BATCH, MAX_DIM, MAX_SEQ_LEN, Limit, limit_text
 from neupims.ops import DTYPE_BYTES
 from neupims.workloads.cnn import im2win_layers, trace_cnn
 from neupims.workloads.specs import ModelSpec
@@ -31,24 +32,33 @@ TRACERS: dict[str, Callable[..., list[TracedOp]]] = {
 }
 
 
-def _positive(what: str, v: object, minimum: int = 1) -> int:
+def _positive(what: str, v: object, hi: int | None = MAX_DIM, minimum: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < minimum:
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise NeupimsError(f"{what} must be {kind}, got {v!r}")
+    if hi is not None and v > hi:
+        raise NeupimsError(f"{what} = {int(v):,} exceeds the limit {limit_text(hi)}")
     return int(v)
 
 
-def _lengths(batch: int, seq: int | Sequence[int], minimum: int = 1) -> tuple[int, ...]:
-    """One length per request: ``seq`` repeated ``batch`` times, or ``seq`` itself."""
+def _lengths(batch: int, seq: int | Sequence[int], phase: str, minimum: int = 1) -> tuple[int, ...]:
+    """One length per request: ``seq`` repeated ``batch`` times, or ``seq`` itself, each at
+    least ``minimum``.
+
+    A length is at most :data:`MAX_SEQ_LEN` tokens, in decode including the new token."""
+    hi = (
+        Limit(MAX_SEQ_LEN - 1, f"{MAX_SEQ_LEN.why}, with the new token")
+        if phase == "decode"
+        else MAX_SEQ_LEN
+    )
     if isinstance(seq, Sequence | np.ndarray) and not isinstance(seq, str):
-        seqs = tuple(_positive(f"seq[{i}]", v, minimum) for i, v in enumerate(seq))
-        if len(seqs) != batch:
+        if len(seq) != batch:
             raise NeupimsError(
-                f"seq has {len(seqs)} per-request lengths but batch is {batch}; "
+                f"seq has {len(seq)} per-request lengths but batch is {batch}; "
                 "give one length per request"
             )
-        return seqs
-    return (_positive("seq", seq, minimum),) * batch
+        return tuple(_positive(f"seq[{i}]", v, hi, minimum) for i, v in enumerate(seq))
+    return (_positive("seq", seq, hi, minimum),) * batch
 
 
 def trace(
@@ -80,14 +90,21 @@ def trace(
     spec = get_model(model)
     if phase not in PHASES:
         raise NeupimsError(f"phase must be one of {list(PHASES)}, got {phase!r}")
-    batch = _positive("batch", batch)
+    batch = _positive("batch", batch, MAX_BATCH)
     # a decode step may start from an empty cache (it then attends to its own token only)
     empty_ok = phase == "decode" and getattr(spec, "kind", "") == "decoder"
-    seqs = _lengths(batch, seq, 0 if empty_ok else 1)
+    seqs = _lengths(batch, seq, phase, 0 if empty_ok else 1)
     tp = _positive("tp", tp)
-    if dtype not in DTYPE_BYTES:
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
         raise NeupimsError(f"unknown dtype {dtype!r}; expected one of {sorted(DTYPE_BYTES)}")
-    return TRACERS[spec.kind](spec, name, phase, batch, seqs, tp, dtype, pp=pp, stage=stage)
+    try:
+        return TRACERS[spec.kind](spec, name, phase, batch, seqs, tp, dtype, pp=pp, stage=stage)
+    except NeupimsError:
+        raise
+    except ValueError as exc:  # an op out of its limits, e.g. batch x seq tokens > MAX_DIM
+        raise NeupimsError(
+            f"{name} {phase} batch={batch} seq={seq if isinstance(seq, int) else '[...]'}: {exc}"
+        ) from None
 
 
 __all__ = [

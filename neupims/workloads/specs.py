@@ -14,11 +14,13 @@ carries a ``source`` string naming where its numbers come from.
 
 from __future__ import annotations
 
+import string
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from neupims.config.base import NonNegInt, PosInt, Spec
+from neupims.config.base import Dim, NonNegInt, Spec, at_most
+from neupims.limits import MAX_LAYERS, MAX_SEQ_LEN, limit_text
 from neupims.ops import ELEMENTWISE_KINDS
 
 
@@ -45,17 +47,17 @@ class TransformerSpec(Spec):
 
     kind: Literal["decoder", "encoder"]
     source: str = Field(min_length=1)
-    layers: PosInt
-    d_model: PosInt
-    heads: PosInt
-    kv_heads: PosInt | None = None
-    head_dim: PosInt | None = None
-    d_ff: PosInt
+    layers: Annotated[Dim, at_most(MAX_LAYERS)]
+    d_model: Dim
+    heads: Dim
+    kv_heads: Dim | None = None
+    head_dim: Dim | None = None
+    d_ff: Dim
     ffn: Literal["gelu", "relu", "swiglu"]
     norm: Literal["layernorm", "rmsnorm"]
     norm_position: Literal["pre", "post"] = "pre"
-    vocab: PosInt
-    max_context: PosInt
+    vocab: Dim
+    max_context: Annotated[Dim, at_most(MAX_SEQ_LEN)]
     notes: str = ""
 
     @model_validator(mode="after")
@@ -111,11 +113,11 @@ class VitSpec(TransformerSpec):
     token; a pre-norm encoder follows; the class head is a [classes, d_model] GEMM on CLS."""
 
     kind: Literal["vit"]  # type: ignore[assignment]
-    vocab: PosInt = 1  # unused by ViT (no token embedding)
-    image: PosInt = 224
-    patch: PosInt = 16
-    channels: PosInt = 3
-    classes: PosInt = 1000
+    vocab: Dim = 1  # unused by ViT (no token embedding)
+    image: Dim = 224
+    patch: Dim = 16
+    channels: Dim = 3
+    classes: Dim = 1000
 
     @model_validator(mode="after")
     def _check_patch(self) -> VitSpec:
@@ -144,13 +146,13 @@ class ConvLayer(Spec):
 
     op: Literal["conv2d"]
     name: str = Field(min_length=1)
-    c: PosInt
-    h: PosInt
-    w: PosInt | None = None
-    kout: PosInt
-    r: PosInt
-    s: PosInt | None = None
-    stride: PosInt = 1
+    c: Dim
+    h: Dim
+    w: Dim | None = None
+    kout: Dim
+    r: Dim
+    s: Dim | None = None
+    stride: Dim = 1
     pad: NonNegInt = 0
     post: tuple[EltKind, ...] = ()
 
@@ -165,12 +167,12 @@ class PoolLayer(Spec):
     op: Literal["pool2d"]
     name: str = Field(min_length=1)
     kind: Literal["max", "avg"]
-    c: PosInt
-    h: PosInt
-    w: PosInt | None = None
-    r: PosInt
-    s: PosInt | None = None
-    stride: PosInt = 1
+    c: Dim
+    h: Dim
+    w: Dim | None = None
+    r: Dim
+    s: Dim | None = None
+    stride: Dim = 1
     pad: NonNegInt = 0
 
 
@@ -179,8 +181,8 @@ class FcLayer(Spec):
 
     op: Literal["fc"]
     name: str = Field(min_length=1)
-    n: PosInt
-    k: PosInt
+    n: Dim
+    k: Dim
     post: tuple[EltKind, ...] = ()
 
 
@@ -190,9 +192,9 @@ class EltLayer(Spec):
     op: Literal["elementwise"]
     name: str = Field(min_length=1)
     kind: EltKind
-    c: PosInt
-    h: PosInt = 1
-    w: PosInt | None = None
+    c: Dim
+    h: Dim = 1
+    w: Dim | None = None
 
 
 class LayerGroup(Spec):
@@ -201,9 +203,25 @@ class LayerGroup(Spec):
 
     op: Literal["group"]
     name: str = Field(min_length=1)
-    repeat: PosInt = 1
+    repeat: Annotated[Dim, at_most(MAX_LAYERS)] = 1
     start: NonNegInt = 0
     layers: tuple[CnnLayer, ...] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        try:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(v)]
+        except ValueError as exc:
+            raise ValueError(f"name is not a valid template ({exc})") from None
+        if any(f is not None and (f != "i" or spec or conv) for f, spec, conv in fields):
+            raise ValueError("name may contain only {i} (the repeat index)")
+        return v
+
+    @property
+    def expanded(self) -> int:
+        """Layers once repeated (groups inside counted expanded)."""
+        return self.repeat * sum(getattr(x, "expanded", 1) for x in self.layers)
 
 
 CnnLayer = Annotated[
@@ -220,6 +238,15 @@ class CnnSpec(Spec):
     source: str = Field(min_length=1)
     layers: tuple[CnnLayer, ...] = Field(min_length=1)
     notes: str = ""
+
+    @model_validator(mode="after")
+    def _depth(self) -> CnnSpec:
+        n = sum(getattr(x, "expanded", 1) for x in self.layers)
+        if n > MAX_LAYERS:
+            raise ValueError(
+                f"the groups expand to {n:,} layers, above the limit {limit_text(MAX_LAYERS)}"
+            )
+        return self
 
 
 ModelSpec = TransformerSpec | VitSpec | CnnSpec

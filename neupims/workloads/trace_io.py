@@ -16,6 +16,7 @@ from pathlib import Path
 from neupims.atomic import atomic_open
 from neupims.errors import TraceError
 from neupims.ops import Op, op_columns, op_from_row
+from neupims.textio import read_text
 
 
 @dataclass(frozen=True)
@@ -49,31 +50,36 @@ def write_trace(trace: Iterable[TracedOp], path: str | Path | None = None) -> st
 def read_trace(path: str | Path) -> list[TracedOp]:
     """Read and validate a trace CSV. Raises TraceError naming the file and line."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise TraceError(f"{path}: file not found") from None
-    return parse_trace(text, str(path))
+    return parse_trace(read_text(path, TraceError), str(path))
 
 
 def parse_trace(text: str, source: str = "<trace>") -> list[TracedOp]:
-    reader = csv.reader(io.StringIO(text))
+    """Parse and validate trace CSV text; raise TraceError naming ``source`` and the line."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")), strict=True)
     try:
-        header = next(reader)
-    except StopIteration:
-        raise TraceError(
-            f"{source}: empty file; expected a header row starting with 'op'"
-        ) from None
+        return _parse_rows(reader, source)
+    except csv.Error as exc:
+        raise TraceError(f"{source}: line {reader.line_num}: malformed CSV: {exc}") from None
+
+
+def _parse_rows(reader, source: str) -> list[TracedOp]:
+    header = next((r for r in reader if any(c.strip() for c in r)), None)
+    if header is None:
+        raise TraceError(f"{source}: empty file; expected a header row starting with 'op'")
     header = [h.strip() for h in header]
     if "op" not in header:
-        raise TraceError(f"{source}: line 1: header has no 'op' column (got {header})")
+        raise TraceError(
+            f"{source}: line {reader.line_num}: header has no 'op' column (got {header})"
+        )
     known = set(trace_columns())
     unknown = [h for h in header if h and h not in known]
     if unknown:
-        raise TraceError(f"{source}: line 1: unknown column(s) {unknown}; known: {sorted(known)}")
+        raise TraceError(
+            f"{source}: line {reader.line_num}: unknown column(s) {unknown}; known: {sorted(known)}"
+        )
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
-        raise TraceError(f"{source}: line 1: duplicate column(s) {dup}")
+        raise TraceError(f"{source}: line {reader.line_num}: duplicate column(s) {dup}")
     out: list[TracedOp] = []
     for row in reader:
         lineno = reader.line_num

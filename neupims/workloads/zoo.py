@@ -31,7 +31,7 @@ def parse_model(name: str, data: Any, source: str) -> ModelSpec:
         raise ConfigError(
             f"{source}: {name}.kind: required key is missing; expected one of {sorted(MODEL_KINDS)}"
         )
-    schema = MODEL_KINDS.get(kind)
+    schema = MODEL_KINDS.get(kind) if isinstance(kind, str) else None
     if schema is None:
         raise ConfigError(
             f"{source}: {name}.kind: unknown model kind {kind!r}; "

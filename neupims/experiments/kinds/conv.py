@@ -9,10 +9,11 @@ measured values for that layer and algorithm (FP32, batch 128, its unnamed GPU).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from neupims.config.base import PosInt, Spec
-from neupims.experiments.kinds import ExperimentKind, register_kind
+from neupims.config.base import NonNegFloat, PosInt, Spec, at_most
+from neupims.experiments.kinds import ExperimentKind, about, register_kind
+from neupims.limits import MAX_BATCH
 
 #: experiment algorithm name -> the model's conv algorithm (``auto`` = fastest of cuDNN's)
 ALGOS = {"im2col": "im2col", "cudnn_best": "auto", "im2win": "im2win", "direct": "direct"}
@@ -45,7 +46,7 @@ class ConvAlgoPoint(Spec):
     hw: str = "h100_sxm"
     layer: Literal[LAYERS] = "conv1"  # type: ignore[valid-type]
     algo: Literal["im2col", "cudnn_best", "im2win", "direct"] = "im2win"
-    batch: PosInt = 128
+    batch: Annotated[PosInt, at_most(MAX_BATCH)] = 128
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
     #: FP32 convolution math; None keeps the config's (PyTorch's default: TF32)
     conv_fp32_math: Literal["tf32", "fp32"] | None = None
@@ -54,7 +55,7 @@ class ConvAlgoPoint(Spec):
     conv_algo_choice: Literal["heuristic", "benchmark", "exhaustive"] | None = None
     #: device memory outside the model's footprint (CUDA/PyTorch context), added to
     #: ``memory_gb`` to compare with the paper's whole-device figures (0.5-0.7 GB there)
-    context_gb: float = 0.6
+    context_gb: NonNegFloat = 0.6
 
 
 def _gpu(name: str):
@@ -72,6 +73,19 @@ def _cost(hw, op, algo: str):
     from neupims.ops import Conv2d
 
     return get_model(hw).estimate(Conv2d(**{**op.fields(), "algo": ALGOS[algo]}))
+
+
+def validate_point(cfg: ConvAlgoPoint) -> None:
+    """What would fail at run time: a hardware config that is not a GPU, or a batch whose
+    layer exceeds the op limits (neupims/limits.py)."""
+    from neupims.ops import Conv2d
+    from neupims.workloads import im2win_layers
+
+    with about("hw"):
+        _gpu(cfg.hw)
+    with about("batch"):
+        base = dict(im2win_layers("gpu"))[cfg.layer]
+        Conv2d(**{**base.fields(), "batch": cfg.batch, "dtype": cfg.dtype})
 
 
 def run_point(cfg: ConvAlgoPoint) -> dict:
@@ -116,7 +130,7 @@ def run_point(cfg: ConvAlgoPoint) -> dict:
 
 
 register_kind(ExperimentKind(
-    name="conv_algos", schema=ConvAlgoPoint, run_point=run_point,
+    name="conv_algos", schema=ConvAlgoPoint, run_point=run_point, validate_point=validate_point,
     description="one conv2d algorithm on one Im2win layer of a GPU config (Euro-Par 2023)",
     metrics=("latency_s", "tflops", "kernel_tflops", "footprint_gb", "workspace_gb",
              "speedup_vs_im2col", "memory_vs_im2col", "memory_gb",

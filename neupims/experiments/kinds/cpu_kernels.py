@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from neupims.config.base import PosInt, Spec
-from neupims.experiments.kinds import ExperimentKind, register_kind
+from neupims.experiments.kinds import ExperimentKind, about, register_kind
 
 
 def _cpu(hw: str, threads: int | None = None, int8_flops_per_cycle: float | None = None):
@@ -50,6 +50,17 @@ class SpmmPoint(Spec):
     dense_engine: Literal["vnni", "amx"] = "vnni"
     #: kernel benchmarks repeat one op, so its operands start in cache (as the paper times)
     warm: bool = True
+
+
+def validate_spmm(cfg: SpmmPoint) -> None:
+    """A CPU config, and the layer's ops within the op limits."""
+    from neupims.ops import SpMM
+
+    with about("hw"):
+        _cpu(cfg.hw, cfg.threads)
+    with about("tokens"):
+        out_f, in_f = BERT_BASE_LINEARS[cfg.layer]
+        SpMM(cfg.tokens, out_f, in_f, sparsity=cfg.sparsity, dtype="int8")
 
 
 def run_spmm(cfg: SpmmPoint) -> dict:
@@ -115,6 +126,18 @@ class TmacPoint(Spec):
     lut_group: PosInt = 4
 
 
+def validate_tmac(cfg: TmacPoint) -> None:
+    """A CPU config, and LUT GEMV ops within the op limits."""
+    from neupims.ops import LutGemm
+
+    with about("hw"):
+        _cpu(cfg.hw, cfg.threads)
+    with about("lut_group", "weight_group"):
+        for (out_f, in_f), _ in TMAC_MODELS[cfg.model]["linears"]:
+            LutGemm(1, out_f, in_f, wbits=cfg.wbits, lut_group=cfg.lut_group,
+                    weight_group=cfg.weight_group)  # fmt: skip
+
+
 def run_tmac(cfg: TmacPoint) -> dict:
     from neupims.devices.cpu import lut_time, overhead_s, stream_time
     from neupims.ops import LutGemm
@@ -164,6 +187,17 @@ class Im2winPoint(Spec):
     batch: PosInt = 128  # the paper's batch
 
 
+def validate_im2win(cfg: Im2winPoint) -> None:
+    """A CPU config, and the layer within the op limits at this batch."""
+    from neupims.ops import Conv2d
+    from neupims.workloads import im2win_layers
+
+    with about("hw"):
+        _cpu(cfg.hw, cfg.threads)
+    with about("batch"):
+        Conv2d(**{**dict(im2win_layers("cpu"))[cfg.layer].fields(), "batch": cfg.batch})
+
+
 def run_im2win(cfg: Im2winPoint) -> dict:
     from neupims.devices.cpu import conv_footprint, conv_time
     from neupims.ops import Conv2d
@@ -190,19 +224,19 @@ def run_im2win(cfg: Im2winPoint) -> dict:
 
 
 register_kind(ExperimentKind(
-    name="cpu_spmm", schema=SpmmPoint, run_point=run_spmm,
+    name="cpu_spmm", schema=SpmmPoint, run_point=run_spmm, validate_point=validate_spmm,
     description="4x1 block-sparse int8 SpMM vs dense int8 GEMM on a CPU (Intel, 2306.16601)",
     metrics=("sparse_s", "dense_s", "speedup", "ideal_speedup", "dense_tops",
              "paper_max_speedup"),
 ))  # fmt: skip
 register_kind(ExperimentKind(
-    name="tmac_cpu", schema=TmacPoint, run_point=run_tmac,
+    name="tmac_cpu", schema=TmacPoint, run_point=run_tmac, validate_point=validate_tmac,
     description="T-MAC LUT decode tokens/s of Llama-2-7B / BitNet-3B on a CPU (2407.00088)",
     metrics=("tokens_per_s", "paper_tmac_tokens_per_s", "paper_llamacpp_tokens_per_s",
              "model_over_paper", "linear_s", "lm_head_s", "sync_s", "lookup_s", "table_build_s"),
 ))  # fmt: skip
 register_kind(ExperimentKind(
-    name="im2win_cpu", schema=Im2winPoint, run_point=run_im2win,
+    name="im2win_cpu", schema=Im2winPoint, run_point=run_im2win, validate_point=validate_im2win,
     description="Im2win vs im2col vs direct conv2d on a CPU (2306.14320)",
     metrics=("im2col_s", "im2win_s", "direct_s", "speedup_vs_im2col", "speedup_vs_direct",
              "im2win_gflops", "im2col_bytes", "im2win_bytes", "memory_saving_pct",

@@ -22,13 +22,14 @@ import json
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
 from neupims.atomic import atomic_write_text
-from neupims.config.base import PosInt, Spec
-from neupims.experiments.kinds import ExperimentKind, register_kind
+from neupims.config.base import PosInt, Spec, at_most
+from neupims.experiments.kinds import ExperimentKind, about, register_kind
+from neupims.limits import MAX_BATCH, MAX_SEQ_LEN
 
 METRICS = (
     "latency_s",
@@ -49,8 +50,8 @@ METRICS = (
 class ReplayPoint(Spec):
     model: str
     phase: Literal["prefill", "decode"] = "decode"
-    batch: PosInt = 1
-    seq: PosInt = 1
+    batch: Annotated[PosInt, at_most(MAX_BATCH)] = 1
+    seq: Annotated[PosInt, at_most(MAX_SEQ_LEN)] = 1
     tp: PosInt = 1
     dtype: str = "fp16"
     hw: str
@@ -100,6 +101,32 @@ def _replay(cfg: ReplayPoint):
     hw = apply_hw_overrides(cfg.hw, cfg.hw_overrides)
     ops = _trace(cfg.model, cfg.phase, cfg.batch, cfg.seq, cfg.tp, cfg.dtype)
     return replay_step(list(ops), hw, cfg.device_model, cfg.dispatch)
+
+
+def validate_point(cfg: ReplayPoint) -> None:
+    """What would fail at run time: the dtype (known, and with a peak on the device), the
+    device model (exists, models this hardware kind), and the trace itself (tensor
+    parallelism dividing the heads, every op within the limits of neupims/limits.py)."""
+    from neupims.devices import get_model
+    from neupims.experiments.overrides import apply_hw_overrides
+    from neupims.ops import dtype_bytes
+    from neupims.workloads import get_model as get_zoo_model
+    from neupims.workloads.specs import TransformerSpec
+    from neupims.workloads.transformer import shard
+
+    hw = apply_hw_overrides(cfg.hw, cfg.hw_overrides)
+    with about("dtype"):
+        dtype_bytes(cfg.dtype)
+        if hasattr(hw, "peak_flops"):
+            hw.peak_flops(cfg.dtype)
+    with about("device_model"):
+        get_model(hw, cfg.device_model)
+    with about("tp"):
+        spec = get_zoo_model(cfg.model)
+        if isinstance(spec, TransformerSpec):
+            shard(spec, cfg.tp, cfg.model)
+    with about("batch", "seq"):  # what is left: ops beyond the limits (batch x seq tokens)
+        _trace(cfg.model, cfg.phase, cfg.batch, cfg.seq, cfg.tp, cfg.dtype)
 
 
 def run_point(cfg: ReplayPoint) -> dict[str, Any]:
@@ -154,5 +181,6 @@ register_kind(
         description="trace one step of a zoo model and replay it op by op on one device",
         timeline=timeline,
         metrics=METRICS,
+        validate_point=validate_point,
     )
 )

@@ -10,13 +10,14 @@ length of the run. It returns the serving metrics of :func:`neupims.serving.serv
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from neupims.config.base import NonNegInt, PosInt, Spec
+from neupims.config.base import NonNegInt, PosInt, Spec, at_most
 from neupims.errors import ConfigError
-from neupims.experiments.kinds import ExperimentKind, register_kind
+from neupims.experiments.kinds import ExperimentKind, about, register_kind
+from neupims.limits import MAX_BATCH, MAX_SEQ_LEN
 
 METRICS = (
     "throughput_tokens_per_s",
@@ -51,15 +52,15 @@ class ServingPoint(Spec):
     label: str = ""  # name shown in figures (default: the system name)
     model: str = "gpt3-7b"
     dataset: str = "sharegpt"
-    batch: PosInt = 256
+    batch: Annotated[PosInt, at_most(MAX_BATCH)] = 256
     tp: PosInt = 4
     pp: PosInt = 1
-    seed: int = Field(default=0, strict=True)
+    seed: NonNegInt = 0  # NumPy's generators take non-negative seeds
     warmup: NonNegInt = 300
     steady_start: bool = True  # begin from the stationary request mix (Server.start_steady)
     iterations: PosInt = 64
     stride: PosInt = 1  # time one iteration in `stride`; the sample spans iterations*stride
-    max_seq_len: PosInt = 2048
+    max_seq_len: Annotated[PosInt, at_most(MAX_SEQ_LEN)] = 2048
     comm: bool = False  # TP all-reduce / PP hand-off; off = the authors' one-device simulator
     kv_layers: Literal["stage", "model"] = "stage"  # KV per device: layers/pp or all (pp batches)
     # "enforce": KV capacity per channel binds (preemption); "unlimited": always `batch`
@@ -84,6 +85,44 @@ def _system(cfg: ServingPoint, layers: int | None = None):
         preset=cfg.preset,
         **cfg.overrides,
     )
+
+
+def validate_point(cfg: ServingPoint) -> None:
+    """What would fail at run time: the system, its preset and overrides, a model that is not
+    a decoder, the hardware overrides, tensor/pipeline parallelism that does not divide the
+    model, the placement policy, the dataset, and a batch the KV capacity cannot serve."""
+    from neupims.serving.loop import Server
+    from neupims.systems.base import get_system
+    from neupims.systems.placement import get_policy
+    from neupims.workloads import get_model
+    from neupims.workloads.datasets import get_dataset
+    from neupims.workloads.specs import TransformerSpec
+
+    with about("system"):
+        get_system(cfg.system)
+    with about("overrides"):
+        system = get_system(cfg.system, cfg.preset, **cfg.overrides)
+    if hasattr(system, "placement"):
+        with about("overrides.placement" if "placement" in cfg.overrides else "system"):
+            get_policy(system.placement)
+    with about("model"):
+        spec = get_model(cfg.model)
+        if not isinstance(spec, TransformerSpec) or spec.kind != "decoder":
+            raise ValueError(
+                f"model {cfg.model!r} is of kind {spec.kind!r}; serving needs a decoder"
+            )
+    with about("hw_overrides"):
+        if cfg.hw_overrides:
+            from neupims.config.overrides import apply_hw_overrides
+
+            apply_hw_overrides(system.hw, cfg.hw_overrides, "hw_overrides")
+    with about("tp", "pp"):
+        built = _system(cfg)
+    with about("dataset"):
+        get_dataset(cfg.dataset)
+    with about("batch", "max_seq_len", "tp", "pp"):
+        Server(built, cfg.dataset, cfg.batch, cfg.seed, cfg.max_seq_len, kv_layers=cfg.kv_layers,
+               kv_capacity=cfg.kv_capacity)  # fmt: skip
 
 
 def run_point(cfg: ServingPoint) -> dict:
@@ -147,5 +186,6 @@ register_kind(
         description="continuous-batching decode serving on an NPU / NPU+PIM / NeuPIMs / GPU",
         timeline=timeline,
         metrics=METRICS,
+        validate_point=validate_point,
     )
 )
