@@ -1018,7 +1018,9 @@ def run(
             else:
                 log = _put_log(log, nlog, at, rc, rr, 0, 0, 0, 0)
                 nlog += 1
-                closed = _rank_apply(rc, rr, at, wrules, nwrules, nb, ng, nr, nc, mem_row, G, GB, PREA)
+                closed = _rank_apply(
+                    rc, rr, at, wrules, nwrules, nb, ng, nr, nc, mem_row, G, GB, PREA
+                )
             if closed:
                 open_count -= closed
                 if open_count == 0:
