@@ -611,7 +611,7 @@ def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch, phase=0) -> PimMhaChan
     mult = mem.pim.multipliers_per_bank
     h = n_heads
     e = n_heads * d_head
-    logit, attend = phase != 2, phase != 1
+    logit = phase != 2
     # K^T q: per E chunk one vector group of ceil(s/B) tiles
     starts = np.arange(0, e, p)
     lens = np.minimum(p, e - starts)
@@ -630,31 +630,30 @@ def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch, phase=0) -> PimMhaChan
     def per_ch(x):
         return np.bincount(ch, weights=x, minlength=nch).astype(np.int64)
 
-    zero = np.zeros_like(s)
-    tiles = (n_chunks * t1 if logit else zero) + (h_groups * t2 if attend else zero)
-    n_tiles = per_ch(tiles)
+    def pick(lg, at):
+        """Per request: the K^T q part, the s.V part, or both (by ``phase``)."""
+        if phase == 0:
+            return lg + at
+        return np.broadcast_to(lg if logit else at, s.shape)
+
+    n_tiles = per_ch(pick(n_chunks * t1, h_groups * t2))
     if _general_refresh(mem):
         cyc, n_ins = _walk_mha(s, ch, nch, phase, h, d_head, k_c, n_c, mem)
         cycles = cyc.astype(np.float64)
         n_ref = n_ins * _refresh_group(mem)
     else:
         cycles, n_ref = _closed_mha(
-            s, ch, nch, phase, h, k_c, n_c, t1, t2, full, has_rest, k_r, mem
+            s, ch, nch, phase, h, k_c, n_c, t1, t2, full, has_rest, k_r, n_tiles, pt, mem
         )
         n_ref = n_ref * mem.organization.ranks
     cmds = {
         "P_HEADER": n_tiles,
-        "GWRITE": per_ch((n_chunks if logit else zero) + (h_groups if attend else zero)),
+        "GWRITE": per_ch(pick(n_chunks, h_groups)),
         "PIM_PRECHARGE": n_tiles,
         "G_ACT": n_tiles * pt.gact_count,
         "PIM_GEMV": n_tiles,
-        "COMP": per_ch(
-            (t1 * k_c.sum() if logit else zero)
-            + ((full * k_full + has_rest * k_r) * h * t2 if attend else zero)
-        ),
-        "READRES": per_ch(
-            (t1 * n_c.sum() if logit else zero) + (h_groups * t2 if attend else zero)
-        ),
+        "COMP": per_ch(pick(t1 * k_c.sum(), (full * k_full + has_rest * k_r) * h * t2)),
+        "READRES": per_ch(pick(t1 * n_c.sum(), h_groups * t2)),
         "REF": n_ref,
     }
     tck = mem.timing.tck_ns * 1e-9
@@ -686,25 +685,23 @@ def _walk_mha(s, ch, nch, phase, h, d_head, k_c, n_c, mem):
     return S.walk_groups(tk, tn, tt, bounds, cs, restart)
 
 
-def _closed_mha(s, ch, nch, phase, h, k_c, n_c, t1, t2, full, has_rest, k_r, mem):
+def _closed_mha(s, ch, nch, phase, h, k_c, n_c, t1, t2, full, has_rest, k_r, n_tiles, pt, mem):
     """Closed form under all-bank refresh: (cycles, all-bank refreshes) per channel."""
-    pt = _pim_timing(mem)
     tccd_l = mem.timing.tCCD_L
     p, mult = _row_elems(mem), mem.pim.multipliers_per_bank
     logit, attend = phase != 2, phase != 1
     w_c, gp_c, gg_c = _tile_parts(k_c, n_c, pt, tccd_l)
     w_f, gp_f, gg_f = _tile_parts(p // mult, 1, pt, tccd_l)
     w_r, gp_r, gg_r = _tile_parts(k_r, 1, pt, tccd_l)
-    contrib = np.zeros_like(s)
+    contrib = 0
     if logit:
-        contrib = contrib + t1 * w_c.sum() + (t1 - 1) * gp_c.sum() + gg_c.sum()
+        contrib = t1 * w_c.sum() + (t1 - 1) * gp_c.sum() + gg_c.sum()
     if attend:
         contrib = (
             contrib
             + full * h * (t2 * w_f + (t2 - 1) * gp_f + gg_f)
             + has_rest * h * (t2 * w_r + (t2 - 1) * gp_r + gg_r)
         )
-    tiles = (k_c.size * t1 if logit else 0) + ((full + has_rest) * h * t2 if attend else 0)
 
     def per_ch(x):
         return np.bincount(ch, weights=x, minlength=nch).astype(np.int64)
@@ -722,7 +719,6 @@ def _closed_mha(s, ch, nch, phase, h, k_c, n_c, t1, t2, full, has_rest, k_r, mem
         gg_last, gp_last, w_last = gg_c[-1], gp_c[-1], w_c[-1]
     base = np.zeros(nch, dtype=np.int64)
     base[used] = pt.start_to_gemv + pt.tail + per_ch(contrib)[used] - gg_last
-    n_tiles = per_ch(tiles)
     boundaries = np.maximum(n_tiles - 1, 0)
     last_tile = np.zeros(nch, dtype=np.int64)
     last_tile[used] = gp_last - pt.pre_plain - 1 + w_last + pt.tail
