@@ -370,3 +370,17 @@ def test_state_carries_between_runs_in_the_general_path():
     assert ctl.ref_rank == len(_refs(ch.log)) % 2
     assert ctl.ref_due == (len(_refs(ch.log)) + 1) * 1950
     assert check_log(ch.log, GUARD, dual_row_buffer=True) is None
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-refresh"]])
+def test_memsim_cli_checks_the_released_preset(extra, capsys):
+    import json
+
+    from neupims.cli import main as cli_main
+
+    args = ["memsim", "--hw", "hbm2_pim_neupims_released", "--pattern", "pim-gemv+stream-read"]
+    args += ["--requests", "3000", "--gemv", "512x1024", "--json", "--check", *extra]
+    assert cli_main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["checker"] == "ok"
+    assert ("REF" in out["commands"]) == (not extra)
