@@ -103,6 +103,11 @@ def dram_energy_j(
     return float(out) if np.ndim(out) == 0 else out
 
 
+#: refresh_factor per config, keyed by id() with the config kept (its hot caller, the
+#: NPU's stream cost, asks per op; pydantic attribute chains cost more than the formula)
+_FACTORS: dict[int, tuple[object, float]] = {}
+
+
 def refresh_factor(mem) -> float:
     """Fraction of time a sequential read stream keeps the data bus busy under refresh.
 
@@ -115,6 +120,15 @@ def refresh_factor(mem) -> float:
     bus serves during the refreshed rank's blackout (tRP + tRFC + tRCDRD): then 1 (no
     loss). Otherwise the stream stalls on every refresh: 1 - tRFC / (tREFI / ranks).
     """
+    hit = _FACTORS.get(id(mem))
+    if hit is not None and hit[0] is mem:
+        return hit[1]
+    f = _refresh_factor(mem)
+    _FACTORS[id(mem)] = (mem, f)
+    return f
+
+
+def _refresh_factor(mem) -> float:
     t = mem.timing
     if mem.controller.refresh.policy != "rank_staggered":
         return 1.0 - t.tRFC / t.tREFI

@@ -525,7 +525,11 @@ PREA_, REF_, G_ACT_ = T.PREA, T.REF, T.G_ACT
 
 class Controller:
     """FR-FCFS controller with per-bank queues, open-page policy, a PIM queue served first
-    and all-bank refresh every tREFI (docs/sources/neupims.md §3, controller row)."""
+    and refresh (docs/sources/neupims.md §3, controller row): all-bank every tREFI by
+    default, or as ``controller.refresh`` says, rank-staggered and / or with the PIM
+    refresh-deadline guard (the general refresh path, docs/hbm_pim.md "Refresh policies").
+    ``controller.queue_structure`` sets which requests the scheduler sees: up to
+    ``transaction_queue`` in all bank queues (shared) or ``command_queue`` per bank."""
 
     def __init__(self, channel: HbmChannel, *, queue_size: int | None = None):
         self.ch = channel

@@ -8,7 +8,9 @@ step: FR-FCFS over a lazy heap of lower-bound keys, the issuing bank as a fast l
 queue served first with a lower bound of its head, a tile's commands expanded when its
 P_HEADER issues (as ``Controller._expand``), normal ACTs held while the tile has G_ACTs for
 the rank or the row is the PIM buffer's, and all-bank refresh every tREFI (after the tile in
-progress) as PREA per rank, PIM_PRECHARGE, REF per rank. State is NumPy int64 arrays: the
+progress) as PREA per rank, PIM_PRECHARGE, REF per rank; or the general refresh path
+(rank-staggered refresh, the PIM refresh-deadline guard: ``Controller._run``'s ``gen``
+branch) and per-bank queue capacities. State is NumPy int64 arrays: the
 timing state (earliest cycle per command and bank / bank group / rank / channel), the tFAW
 window as a 4-entry ring per rank, per-bank queues as fixed rows of request indices, the PIM
 queue as rows (command, rank, group, bank, row, column), and the heap as rows (key, priority,
