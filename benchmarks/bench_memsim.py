@@ -6,10 +6,13 @@
    (``NEUPIMS_NO_JIT=1``) interleaved, with their logs compared, and the kernel's
    first-call time (compile, or load from numba's cache) printed apart.
    ``--cold-jit`` points numba's cache at an empty folder so that time is the compile.
-2. Fast path vs command-level model: worst relative error over random MHA/GEMV shapes.
+2. Fast path vs command-level model: worst relative error over random MHA/GEMV shapes, per
+   refresh mode (all-bank default, rank-staggered, the released preset: rank-staggered + the
+   PIM deadline guard).
 3. Fast path: wall time for all MHA of one GPT-3 175B decode iteration at batch 512
    (TP 8 x PP 4 as in docs/sources/neupims.md §11: 12 heads of 128 per device, 96 layers, 32
-   channels), cold (every layer recomputed) and as a caller sees it (memoised).
+   channels), cold (every layer recomputed) and as a caller sees it (memoised); and one
+   call per refresh mode (one channel set, both phases too).
 
 Run: ``.venv/bin/python benchmarks/bench_memsim.py [--quick] [--baseline OLD_hbm_channel.py]``
 
@@ -138,7 +141,26 @@ def command_speed(mem, quick: bool, baseline=None) -> None:
     print(line)
 
 
+def _modes(mem):
+    """The refresh modes whose fast paths are checked: name -> memory config."""
+    refresh = mem.controller.refresh.model_copy(update={"policy": "rank_staggered"})
+    staggered = mem.model_copy(
+        update={"controller": mem.controller.model_copy(update={"refresh": refresh})}
+    )
+    return {
+        "all_bank (default)": mem,
+        "rank_staggered": staggered,
+        "released (rank_staggered + guard)": load_hw("hbm2_pim_neupims_released"),
+    }
+
+
 def agreement(mem, quick: bool) -> None:
+    for name, m in _modes(mem).items():
+        print(f"[{name}] ", end="")
+        _agreement(m, quick)
+
+
+def _agreement(mem, quick: bool) -> None:
     rng = np.random.default_rng(7)
     worst = (0.0, None)
     n = 20 if quick else 60
@@ -217,6 +239,23 @@ def gpt3_175b(mem) -> None:
         f"(max/mean {cyc.max() / cyc.mean():.2f}); Algorithm 1 estimate {est.max():,.0f} "
         f"(model/estimate {cyc.max() / est.max():.3f})"
     )
+    for name, m in _modes(mem).items():
+        pim.mha_channels_cycles(seq[:4], ch[:4], heads, d_head, m)  # compile / load kernels
+        calls = []
+        for _ in range(5):
+            pim._CHANNELS_CACHE.clear()
+            t0 = time.perf_counter()
+            r = pim.mha_channels_cycles(seq, ch, heads, d_head, m)
+            t1 = time.perf_counter()
+            ph = pim.mha_channels_phases(seq, ch, heads, d_head, m)
+            calls.append((t1 - t0, time.perf_counter() - t1))
+        one, two = (min(c[i] for c in calls) for i in (0, 1))
+        busy = ph.logit.cycles + ph.attend.cycles
+        print(
+            f"  [{name}] one call {1e3 * one:5.2f} ms, two phases {1e3 * two:5.2f} ms; "
+            f"max channel {r.cycles.max():,.0f}; phases mean {busy.mean():,.0f} "
+            f"(logit max {ph.logit.cycles.max():,.0f}, attend max {ph.attend.cycles.max():,.0f})"
+        )
 
 
 def main() -> None:

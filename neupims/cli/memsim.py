@@ -121,7 +121,7 @@ def simulate_pattern(
     if tiles:
         out["pim_gemv_fast_path_cycles"] = pim.pim_gemv_cycles(*gemv, mem)
     if check:
-        v = check_log(ch.log, mem, dual_row_buffer=ch.dual)
+        v = check_log(ch.log, mem, dual_row_buffer=ch.dual, refresh=ch.refresh)
         out["checker"] = "ok" if v is None else str(v)
     return out
 

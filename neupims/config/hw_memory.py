@@ -85,13 +85,41 @@ class PimSpec(Spec):
     l_tile_cycles: PosInt = 184  # Algorithm 1 one-tile GEMV constant
 
 
+class RefreshSpec(Spec):
+    """Refresh policy of the memory controller (docs/hbm_pim.md "Refresh policies").
+
+    ``policy``: ``all_bank`` (default; every tREFI both ranks of a channel refresh together,
+    the model's historical behaviour) or ``rank_staggered`` (every tREFI / ranks cycles one
+    rank refreshes, ranks in turn 0, 1, 0, ...; traffic to the other ranks continues):
+    DRAMsim3's refresh policies, ``RANK_LEVEL_STAGGERED`` being its default and the one the
+    released NeuPIMs simulator runs (its ini sets no ``refresh_policy``; NewtonSim
+    ``configuration.cc: InitSystemParams``, ``refresh.cc``).
+    ``pim_deadline_guard``: before each PIM tile the controller estimates the tile's latency
+    and, if it would not finish before the next refresh insertion, idles the PIM queue until
+    that refresh has issued (NewtonSim ``neupims_command_queue.cc: CanMeetRefreshDeadline``,
+    ``skip_pim_``). ``guard_precharge_cycles``: the estimate's cost per PIM row to close,
+    NewtonSim's ``precharge_latency`` = AL + tRTP = 0 + 5 (its ini sets only tRTP_L/tRTP_S,
+    so tRTP keeps DRAMsim3's default 5; ``channel_state.cc: EstimatePIMOperationLatency``).
+    """
+
+    policy: Literal["all_bank", "rank_staggered"] = "all_bank"
+    pim_deadline_guard: bool = False
+    guard_precharge_cycles: PosInt = 5
+
+
 class ControllerSpec(Spec):
     command_queue: PosInt = 128
     transaction_queue: PosInt = 32
     pim_queue: PosInt = 128
+    #: which requests the scheduler sees: ``shared`` (default) up to ``transaction_queue``
+    #: requests in all bank queues together; ``per_bank`` up to ``command_queue`` requests in
+    #: each bank's queue, admitted in arrival order (DRAMsim3 / NewtonSim per-bank command
+    #: queues, ``cmd_queue_size`` 128 fed from the 32-entry transaction queue)
+    queue_structure: Literal["shared", "per_bank"] = "shared"
     page_policy: Literal["open", "closed"] = "open"
     address_mapping: str = "rorabgbachco"  # fields MSB -> LSB: ro ra bg ba ch co
     efficiency: Fraction = 1.0  # fraction of peak assumed by bandwidth-only consumers
+    refresh: RefreshSpec = RefreshSpec()
 
     @field_validator("address_mapping")
     @classmethod
@@ -122,7 +150,27 @@ class MemoryConfig(Spec):
             raise ValueError(f"timing.tRAS ({t.tRAS}) must be >= timing.tRCDRD ({t.tRCDRD})")
         if t.tREFI <= t.tRFC:
             raise ValueError(f"timing.tREFI ({t.tREFI}) must exceed timing.tRFC ({t.tRFC})")
+        ref, ranks = self.controller.refresh, self.organization.ranks
+        if ref.policy == "rank_staggered" and t.tREFI // ranks <= t.tRFC:
+            raise ValueError(
+                f"controller.refresh.policy rank_staggered refreshes one rank every tREFI / "
+                f"ranks = {t.tREFI // ranks} cycles, which must exceed timing.tRFC ({t.tRFC})"
+            )
+        if ref.pim_deadline_guard and not self.pim.enabled:
+            raise ValueError(
+                "controller.refresh.pim_deadline_guard needs pim.enabled: true (it guards "
+                "PIM tiles against the refresh deadline)"
+            )
         return self
+
+    @property
+    def refresh_interval(self) -> int:
+        """Cycles between refresh insertions: tREFI (all_bank) or tREFI // ranks
+        (rank_staggered, one rank per insertion)."""
+        t = self.timing
+        if self.controller.refresh.policy == "rank_staggered":
+            return t.tREFI // self.organization.ranks
+        return t.tREFI
 
     # ---- derived quantities -------------------------------------------------------------
     @property

@@ -103,10 +103,66 @@ def dram_energy_j(
     return float(out) if np.ndim(out) == 0 else out
 
 
+#: refresh_factor per config, keyed by id() with the config kept (its hot caller, the
+#: NPU's stream cost, asks per op; pydantic attribute chains cost more than the formula)
+_FACTORS: dict[int, tuple[object, float]] = {}
+
+
 def refresh_factor(mem) -> float:
-    """Fraction of time left for traffic once all-bank refresh takes tRFC every tREFI."""
+    """Fraction of time a sequential read stream keeps the data bus busy under refresh.
+
+    all_bank: every tREFI all ranks refresh and the stream waits, 1 - tRFC / tREFI.
+    rank_staggered: every tREFI / ranks one rank refreshes. The stream goes on with another
+    rank's requests when the controller sees them: when its window (``transaction_queue``
+    requests with the shared queue, ``command_queue`` per bank with per-bank queues) spans
+    a whole rank's run of the stream (the requests below the rank field of the address
+    map, 16 columns x 16 banks = 256 for NeuPIMs' ``rorabgbachco``) plus the requests the
+    bus serves during the refreshed rank's blackout (tRP + tRFC + tRCDRD): then 1 (no
+    loss). Otherwise the stream stalls on every refresh: 1 - tRFC / (tREFI / ranks).
+    """
+    hit = _FACTORS.get(id(mem))
+    if hit is not None and hit[0] is mem:
+        return hit[1]
+    f = _refresh_factor(mem)
+    _FACTORS[id(mem)] = (mem, f)
+    return f
+
+
+def _refresh_factor(mem) -> float:
     t = mem.timing
-    return 1.0 - t.tRFC / t.tREFI
+    if mem.controller.refresh.policy != "rank_staggered":
+        return 1.0 - t.tRFC / t.tREFI
+    if _stream_window(mem) >= _rank_run(mem) + math.ceil(
+        (t.tRP + t.tRFC + t.tRCDRD) / mem.burst_cycles
+    ):
+        return 1.0
+    return 1.0 - t.tRFC / mem.refresh_interval
+
+
+def _stream_window(mem) -> int:
+    """Requests the controller can choose from (docs/hbm_pim.md, controller)."""
+    c = mem.controller
+    if c.queue_structure == "per_bank":
+        return c.command_queue * mem.banks_per_channel
+    return c.transaction_queue
+
+
+def _rank_run(mem) -> int:
+    """Consecutive requests of a sequential stream in one rank: the sizes of the address
+    map's fields below ``ra`` (the channel field left out)."""
+    o = mem.organization
+    sizes = {
+        "ro": o.rows,
+        "bg": o.bank_groups,
+        "ba": o.banks_per_group,
+        "co": mem.page_bytes // mem.access_bytes,
+    }
+    m = mem.controller.address_mapping
+    fields = [m[i : i + 2] for i in range(0, len(m), 2)]
+    run = 1
+    for f in fields[fields.index("ra") + 1 :]:
+        run *= sizes.get(f, 1)
+    return run
 
 
 def stream_read_cycles(nbytes: float, mem, channels: int | None = None) -> float:
@@ -115,7 +171,9 @@ def stream_read_cycles(nbytes: float, mem, channels: int | None = None) -> float
     Closed form of the command-level model on a sequential stream (rows opened ahead under
     tRRD/tFAW, so the data bus stays busy; see docs/hbm_pim.md): per channel, one burst of
     ``access_bytes`` every ``burst_cycles``, plus the unloaded first-access latency
-    tRCD + CL, stretched by refresh (tRFC every tREFI).
+    tRCD + CL, stretched by refresh (:func:`refresh_factor`: tRFC every tREFI under the
+    default all-bank refresh; no stretch under rank-staggered refresh when the controller's
+    queues let the stream go on with another rank).
     """
     n_ch = mem.organization.channels if channels is None else channels
     if n_ch <= 0 or n_ch > mem.organization.channels:

@@ -525,18 +525,41 @@ PREA_, REF_, G_ACT_ = T.PREA, T.REF, T.G_ACT
 
 class Controller:
     """FR-FCFS controller with per-bank queues, open-page policy, a PIM queue served first
-    and all-bank refresh every tREFI (docs/sources/neupims.md §3, controller row)."""
+    and refresh (docs/sources/neupims.md §3, controller row): all-bank every tREFI by
+    default, or as ``controller.refresh`` says, rank-staggered and / or with the PIM
+    refresh-deadline guard (the general refresh path, docs/hbm_pim.md "Refresh policies").
+    ``controller.queue_structure`` sets which requests the scheduler sees: up to
+    ``transaction_queue`` in all bank queues (shared) or ``command_queue`` per bank."""
 
     def __init__(self, channel: HbmChannel, *, queue_size: int | None = None):
         self.ch = channel
         self.mem = channel.mem
-        self.queue_size = queue_size or self.mem.controller.transaction_queue
+        cfg = self.mem.controller
+        #: per_bank (NewtonSim / DRAMsim3): each bank's command queue holds up to
+        #: ``command_queue`` requests, admitted in arrival order; shared (default): up to
+        #: ``transaction_queue`` requests in all bank queues together
+        self.bank_cap = cfg.command_queue if cfg.queue_structure == "per_bank" else 0
+        if queue_size:
+            self.queue_size = queue_size
+        elif self.bank_cap:
+            self.queue_size = channel.nbanks * self.bank_cap
+        else:
+            self.queue_size = cfg.transaction_queue
         if self.mem.controller.page_policy != "open":
             raise NeupimsError(
                 f"memory config {self.mem.name!r}: controller.page_policy "
                 f"{self.mem.controller.page_policy!r} is not modelled; use 'open' (NeuPIMs)"
             )
-        self.ref_due = self.mem.timing.tREFI
+        ref = self.mem.controller.refresh
+        o = self.mem.organization
+        #: the historical all-bank refresh (one code path, golden logs) unless the config asks
+        #: for rank-staggered refresh or the PIM deadline guard; those share the general path
+        self.ref_general = ref.policy == "rank_staggered" or ref.pim_deadline_guard
+        self.ref_interval = self.mem.refresh_interval  # cycles between refresh insertions
+        self.ref_group = 1 if ref.policy == "rank_staggered" else o.ranks  # ranks per refresh
+        self.guard = ref.pim_deadline_guard
+        self.ref_due = self.ref_interval  # next refresh insertion (legacy: tREFI, the same)
+        self.ref_rank = 0  # first rank of the next refresh (rank_staggered: 0, 1, 0, ...)
 
     def run(self, requests: Sequence[Request], pim: Iterable[PimTile] = ()) -> Stats:
         """Serve ``requests`` (sorted by arrival) and the PIM tiles (in order) to the end.
@@ -613,6 +636,7 @@ class Controller:
         cl, burst, cwl = t_.CL, ch.mem.burst_cycles, t_.CWL
         dual = ch.dual
         qsize = self.queue_size
+        bank_cap = self.bank_cap
         rank_of = [b // (G * B) for b in range(nbk)]
         efun = [None] * len(T.COMMANDS)  # generated earliest(b, lo, bus) per bank command
         ufun = [None] * len(T.COMMANDS)  # generated update(t, b) per bank command
@@ -624,11 +648,36 @@ class Controller:
         counts = ch.counts
         push, pop, replace = heapq.heappush, heapq.heappop, heapq.heapreplace
         last, bus = ch.last_issue, ch.bus_free  # written back before ch.earliest / ch._apply
-        ref_due = self.ref_due if ch.refresh else math.inf
+        gen = self.ref_general and ch.refresh  # the general refresh path
+        ref_due = self.ref_due if ch.refresh and not gen else math.inf  # legacy all-bank
+        gdue = self.ref_due  # general path: next refresh insertion
+        ref_rank = self.ref_rank
+        ref_pend = False  # general path: a refresh inserted and not yet done
+        held = [False] * ch.R  # ranks whose normal commands wait for the pending refresh
+        ref_done = 0  # REFs of the pending refresh issued
+        group = self.ref_group
+        interval = self.ref_interval
+        guard = self.guard and gen
+        skip = False  # the guard idles the PIM queue until the pending refresh's REF
+        guard_est = functools.partial(T.guard_estimate, self.mem)
         pim_lb = 0  # lower bound of the PIM queue head's earliest cycle (0: unknown)
+
+        def next_ref():
+            """The pending refresh's next command: PREA of a group rank with a MEM row open,
+            PIM_PRECHARGE while a group rank's bank holds a PIM row, then REF per rank."""
+            ranks = [(ref_rank + i) % ch.R for i in range(group)]
+            for r in ranks:
+                if any(mem_row[x] != CLOSED for x in range(r * G * B, (r + 1) * G * B)):
+                    return T.PREA, r
+            for r in ranks:
+                if any(pim_row[x] != CLOSED for x in range(r * G * B, (r + 1) * G * B)):
+                    return T.PIM_PRECHARGE, 0
+            return T.REF, ranks[ref_done]
 
         def decide(b):
             """FR-FCFS candidate of bank b: (cmd, request, priority) or None."""
+            if ref_pend and held[rank_of[b]]:
+                return None  # its rank is being refreshed
             q = queues[b]
             open_row = mem_row[b]
             if open_row != CLOSED:
@@ -667,6 +716,8 @@ class Controller:
             while nxt < n and queued < qsize and r_arr[nxt] <= lo:
                 b = qbank[nxt]
                 q = queues[b]
+                if bank_cap and len(q) >= bank_cap:
+                    break  # in arrival order: the head waits for room in its bank's queue
                 q.append(nxt)
                 queued += 1
                 nxt += 1
@@ -723,7 +774,7 @@ class Controller:
                 lb = lane
                 lane = -1
                 q = queues[lb]
-                if q and (dual or not pim_busy):
+                if q and (dual or not pim_busy) and not (ref_pend and held[rank_of[lb]]):
                     li = q[0]
                     orow = mem_row[lb]
                     if orow != CLOSED and r_row[li] == orow:  # the oldest request hits
@@ -740,8 +791,8 @@ class Controller:
             if queued and (dual or not pim_busy):
                 while heap:
                     t0, p0, i0, v0, b, c0 = heap[0]
-                    if v0 != version[b]:
-                        pop(heap)
+                    if v0 != version[b] or (ref_pend and held[rank_of[b]]):
+                        pop(heap)  # stale, or its rank is being refreshed (re-keyed after)
                         continue
                     if lane_ok and (lt < t0 or (lt == t0 and (lp < p0 or (lp == p0 and li < i0)))):
                         break  # every heap key is a lower bound: the lane wins
@@ -775,10 +826,20 @@ class Controller:
                     version[lb] += 1
                     push(heap, (lt, lp, li, version[lb], lb, lc))
             # ---- PIM candidate, evaluated only when its lower bound does not lose already
-            if pim_busy and (kind == 0 or pim_lb <= bt):
+            # (general refresh path: no new tile while a refresh is pending, none while the
+            # guard idles the PIM queue)
+            if (
+                pim_busy
+                and not (skip or (ref_pend and not in_tile))
+                and (kind == 0 or pim_lb <= bt)
+            ):
                 ch.last_issue, ch.bus_free = last, bus
                 if not pim_cmds:
                     pim_lb = wide_earliest[T.P_HEADER]()
+                    if guard:  # the tile would not finish before the next refresh: idle
+                        tl = tiles[0]
+                        est = guard_est(tl.k, tl.n_results, nbk - pim_row.count(CLOSED), tl.gwrite)
+                        skip = gdue - pim_lb <= est
                 else:
                     c, r, g, bk, row, col = pim_cmds[0]
                     if c in wide_earliest:
@@ -787,13 +848,33 @@ class Controller:
                         pim_lb = ch.gact_earliest(r * G + g, r)
                     else:  # a PRE freeing the tile's row
                         pim_lb = ch.earliest(c, r, g, bk, col)
-                if kind == 0 or pim_lb <= bt:
+                if not skip and (kind == 0 or pim_lb <= bt):
                     if kind == 1:
                         unissued(bt, bc, bi, bb)
                     bt = pim_lb
                     kind = 2
+            # ---- general refresh path: the insertion at gdue, then the pending refresh's
+            # commands once no tile is in progress, none before gdue; first at equal cycles
+            if gen:
+                rc = -1  # -1: the insertion itself
+                rt = -1
+                if not ref_pend:
+                    rt = gdue
+                elif not in_tile:
+                    rc, rr = next_ref()
+                    ch.last_issue, ch.bus_free = last, bus
+                    rt = max(gdue, ch.earliest(rc, rr))
+                if rt >= 0 and (kind == 0 or rt <= bt):
+                    if kind == 1:
+                        unissued(bt, bc, bi, bb)
+                    bt = rt
+                    kind = 3
             # an arrival before the chosen command is admitted first
-            if nxt < n and queued < qsize:
+            if (
+                nxt < n
+                and queued < qsize
+                and not (bank_cap and len(queues[qbank[nxt]]) >= bank_cap)
+            ):
                 arr = r_arr[nxt]
                 if kind == 0 or arr < bt:
                     if kind == 1:
@@ -803,6 +884,29 @@ class Controller:
                     continue
             if kind == 0:
                 raise HbmTimingError("controller stalled with work queued")  # pragma: no cover
+            if kind == 3:
+                if rc < 0:  # inserted: the group's normal commands wait, no new tile starts
+                    ref_pend = True
+                    for x in range(group):
+                        held[(ref_rank + x) % ch.R] = True
+                    continue
+                ch.last_issue, ch.bus_free = last, bus
+                ch._apply(rc, rr, 0, 0, 0, 0, bt)
+                last, bus = ch.last_issue, ch.bus_free
+                pim_hold = in_tile or pim_row.count(CLOSED) != nbk
+                end = max(end, bt + 1)
+                if rc == T.REF:
+                    ref_done += 1
+                    if ref_done == group:  # done: release the ranks and the PIM queue
+                        ref_pend = skip = False
+                        held = [False] * ch.R
+                        ref_done = 0
+                        gdue += interval
+                        ref_rank = (ref_rank + group) % ch.R
+                if queued:
+                    refresh_all(last + 1, bus)
+                pim_lb = 0
+                continue
             # refresh due: finish the tile in progress, then refresh
             if bt >= ref_due:
                 if in_tile:
@@ -898,6 +1002,8 @@ class Controller:
                 status[bi] = 2
             lane = b
         ch.last_issue, ch.bus_free = last, bus
+        if gen:  # a refresh still pending is inserted again by the next run
+            self.ref_due, self.ref_rank = gdue, ref_rank
         stats.row_hits, stats.row_misses, stats.row_conflicts = n_status
         stats.reads, stats.writes, stats.read_latency_sum = n_reads, n_writes, lat_sum
         stats.last_request_done = last_done
@@ -939,13 +1045,16 @@ class Controller:
         counts = np.array(ch.counts, dtype=np.int64)
         params = np.array(
             [ch.R, ch.G, ch.B, ch.tfaw, t_.CL, ch.mem.burst_cycles, t_.CWL, self.queue_size]
-            + [t_.tREFI, int(ch.refresh), int(ch.dual), t_.tCCD_L, T.MIN_COMP_SLOTS],
+            + [t_.tREFI, int(ch.refresh), int(ch.dual), t_.tCCD_L, T.MIN_COMP_SLOTS]
+            + [int(self.ref_general), self.ref_interval, self.ref_group, int(self.guard)]
+            + list(T.guard_parts(self.mem))
+            + [self.bank_cap],
             dtype=np.int64,
         )
         stats = ch.stats
         state = np.array(
             [ch.last_issue, ch.bus_free, ch.open_count, ch.open_since, stats.active_cycles]
-            + [self.ref_due],
+            + [self.ref_due, self.ref_rank],
             dtype=np.int64,
         )
         log, out = jit.run(
@@ -995,6 +1104,7 @@ class Controller:
         stats.active_cycles = o[jit.O_ACTIVE]
         if ch.refresh:
             self.ref_due = o[jit.O_REF_DUE]
+            self.ref_rank = o[jit.O_REF_RANK]
         stats.row_hits, stats.row_misses = o[jit.O_HITS], o[jit.O_MISSES]
         stats.row_conflicts = o[jit.O_CONFLICTS]
         stats.reads, stats.writes = o[jit.O_READS], o[jit.O_WRITES]

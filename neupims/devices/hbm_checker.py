@@ -8,6 +8,16 @@ scheduler (:mod:`neupims.devices.hbm_channel`), so a scheduler bug shows up as a
 Log rows: ``(cycle, command, rank, bank_group, bank, row, col)``; channel-wide PIM commands
 use -1 for rank/bank group/bank; a PIM_GEMV carries its COMP count k in ``col``; a G_ACT
 addresses all banks of its bank group (bank field ignored).
+
+Refresh (docs/hbm_pim.md "Refresh policies"), for every policy: a REF needs every bank of
+its rank closed (both buffers), blocks ACT/G_ACT/REF of the rank for tRFC, and the k-th REF
+goes to rank k mod ranks. With ``controller.refresh.policy: rank_staggered`` or the PIM
+deadline guard (the controller's general refresh path), when refresh is on: insertion j is
+due at (j + 1) x the refresh interval (tREFI / ranks, or tREFI for all_bank) and covers one
+rank (all ranks for all_bank); its REFs issue no earlier; from the insertion to a rank's REF
+no ACT/RD/WR goes to that rank; no tile starts (P_HEADER) while an insertion is due and not
+refreshed; and with the guard a P_HEADER issues only if the guard's estimate of its tile
+(restated here from the released controller's formula) ends before the next insertion.
 """
 
 from __future__ import annotations
@@ -155,9 +165,56 @@ def _related(scope: str, a: tuple, b: tuple) -> bool:
     return a[4] == b[4]
 
 
-def check_log(log: Iterable[tuple], mem, *, dual_row_buffer: bool) -> Violation | None:
-    """Replay ``log``; return the first :class:`Violation`, or None when it is legal."""
+def _tiles_of_log(log: list) -> dict[int, tuple[int, int, bool]]:
+    """Per P_HEADER index: (k of its PIM_GEMV, READRES count, GWRITE present) of its tile."""
+    out = {}
+    cur = None
+    for i, e in enumerate(log):
+        if e[1] == "P_HEADER":
+            cur = i
+            out[i] = [0, 0, False]
+        elif cur is not None:
+            if e[1] == "GWRITE":
+                out[cur][2] = True
+            elif e[1] == "PIM_GEMV":
+                out[cur][0] = e[6]
+            elif e[1] == "READRES":
+                out[cur][1] += 1
+    return {i: tuple(v) for i, v in out.items()}
+
+
+def _guard_estimate(mem, k: int, n_res: int, open_banks: int, gwrite: bool) -> int:
+    """The released controller's latency estimate of a GEMV header (NewtonSim
+    EstimatePIMOperationLatency), restated: open PIM rows x precharge latency + tFAW x
+    (G_ACTs per rank - 1) + tRCDRD + max(burst, tCCD_S) max(k, 6) + max(burst, tCCD_L)
+    (results - 1), + the GWRITE transfer when the tile carries one."""
+    t, o = mem.timing, mem.organization
+    bl = mem.burst_cycles
+    n_gact_per_rank = o.bank_groups
+    est = (
+        open_banks * mem.controller.refresh.guard_precharge_cycles
+        + t.tFAW * (n_gact_per_rank - 1)
+        + t.tRCDRD
+        + max(bl, t.tCCD_S) * max(k, 6)
+        + max(bl, t.tCCD_L) * (n_res - 1)
+    )
+    return est + (mem.pim.gwrite_cycles if gwrite else 0)
+
+
+def check_log(
+    log: Iterable[tuple], mem, *, dual_row_buffer: bool, refresh: bool = True
+) -> Violation | None:
+    """Replay ``log``; return the first :class:`Violation`, or None when it is legal.
+    ``refresh``: whether the run refreshed (the refresh schedule rules of the general path
+    apply only then; the log of a fresh channel is assumed)."""
     o, t = mem.organization, mem.timing
+    log = list(log)
+    rs = mem.controller.refresh
+    general = refresh and (rs.policy == "rank_staggered" or rs.pim_deadline_guard)
+    group = 1 if rs.policy == "rank_staggered" else o.ranks
+    interval = t.tREFI // o.ranks if rs.policy == "rank_staggered" else t.tREFI
+    tiles = _tiles_of_log(log) if general and rs.pim_deadline_guard else {}
+    n_ref = 0  # REFs so far
     rules = _rules(mem, dual_row_buffer)
     by_second: dict[str, list[_Rule]] = {}
     for r in rules:
@@ -183,6 +240,33 @@ def check_log(log: Iterable[tuple], mem, *, dual_row_buffer: bool) -> Violation 
 
         if last is not None and cyc <= last[0]:
             return bad("command_bus (one command per cycle, in time order)", last, 1, cyc - last[0])
+        # ---- refresh schedule
+        if cmd == "REF":
+            if e[2] != n_ref % o.ranks:
+                return bad(
+                    f"refresh_rank_order (REF number {n_ref} goes to rank {n_ref % o.ranks})"
+                )
+            due = (n_ref // group + 1) * interval
+            if general and cyc < due:
+                return bad("refresh_not_before_insertion", None, due, cyc)
+            n_ref += 1
+        if general:
+            j = n_ref // group  # the first insertion not yet refreshed
+            due = (j + 1) * interval
+            pend = {(j * group + x) % o.ranks for x in range(n_ref % group, group)}
+            if cyc >= due and cmd in ("ACT", "RD", "WR") and e[2] in pend:
+                return bad(f"refresh_pending (rank {e[2]} inserted at {due}, not yet refreshed)")
+            if cmd == "P_HEADER":
+                if cyc >= due:
+                    return bad(f"tile_during_pending_refresh (inserted at {due})")
+                if rs.pim_deadline_guard:
+                    k, n_res, gw = tiles[i]
+                    est = _guard_estimate(mem, k, n_res, len(pim_open), gw)
+                    if due - cyc <= est:
+                        return bad(
+                            f"pim_deadline_guard (tile estimate {est} cycles, "
+                            f"next refresh at {due})"
+                        )
         # ---- timing rules
         for rule in by_second.get(cmd, ()):
             for f in rule.first:

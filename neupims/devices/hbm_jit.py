@@ -8,7 +8,9 @@ step: FR-FCFS over a lazy heap of lower-bound keys, the issuing bank as a fast l
 queue served first with a lower bound of its head, a tile's commands expanded when its
 P_HEADER issues (as ``Controller._expand``), normal ACTs held while the tile has G_ACTs for
 the rank or the row is the PIM buffer's, and all-bank refresh every tREFI (after the tile in
-progress) as PREA per rank, PIM_PRECHARGE, REF per rank. State is NumPy int64 arrays: the
+progress) as PREA per rank, PIM_PRECHARGE, REF per rank; or the general refresh path
+(rank-staggered refresh, the PIM refresh-deadline guard: ``Controller._run``'s ``gen``
+branch) and per-bank queue capacities. State is NumPy int64 arrays: the
 timing state (earliest cycle per command and bank / bank group / rank / channel), the tFAW
 window as a 4-entry ring per rank, per-bank queues as fixed rows of request indices, the PIM
 queue as rows (command, rank, group, bank, row, column), and the heap as rows (key, priority,
@@ -50,8 +52,9 @@ SCOPE_CODE = {"bank": S_BANK, "bg": S_BG, "rank": S_RANK, "channel": S_CHANNEL}
     O_REF_DUE,
     O_STALLED,
     O_COMPS,
-) = range(17)
-N_OUT = 17
+    O_REF_RANK,
+) = range(18)
+N_OUT = 18
 
 
 @njit(cache=True)
@@ -313,13 +316,27 @@ def _n_open(rows):
 
 @njit(cache=True, inline="always")
 def _decide(
-    b, mem_row, pim_row, queues, qlen, r_row, r_write, in_tile, tile_row, gact_pending, GB, ids
+    b,
+    mem_row,
+    pim_row,
+    queues,
+    qlen,
+    r_row,
+    r_write,
+    in_tile,
+    tile_row,
+    gact_pending,
+    held,
+    GB,
+    ids,
 ):
     """FR-FCFS choice for bank ``b`` (as ``Controller.decide``): the oldest row hit as RD/WR
     (priority 1), else PRE of the open row or ACT of the oldest request's row (priority 2);
     command -1 (none) when that ACT is held by PIM work: its row is in the PIM buffer or is
-    the tile's, or the tile still has G_ACTs for the rank. Returns (command, request,
-    priority)."""
+    the tile's, or the tile still has G_ACTs for the rank; also -1 for every command while
+    the bank's rank waits for its refresh (``held``). Returns (command, request, priority)."""
+    if held[b // GB]:
+        return -1, queues[b, 0], 2
     orow = mem_row[b]
     if orow != CLOSED:
         for k in range(qlen[b]):
@@ -351,6 +368,7 @@ def _rekey(
     in_tile,
     tile_row,
     gact_pending,
+    held,
     nb,
     ng,
     nr,
@@ -380,6 +398,7 @@ def _rekey(
             in_tile,
             tile_row,
             gact_pending,
+            held,
             GB,
             ids,
         )
@@ -390,6 +409,71 @@ def _rekey(
             heap = _push(heap, hsize, te, dp, di, version[b], b, dc)
             hsize += 1
     return heap, hsize
+
+
+@njit(cache=True)
+def _rank_earliest(cmd, r, lo, nb, nr, nc, pre, GB, prea):
+    """Earliest cycle of PREA or REF to rank ``r``; PREA also obeys every bank's PRE gate
+    (``HbmChannel.earliest``)."""
+    at = nc[cmd]
+    if lo > at:
+        at = lo
+    if nr[cmd, r] > at:
+        at = nr[cmd, r]
+    if cmd == prea:
+        for x in range(r * GB, (r + 1) * GB):
+            if nb[pre, x] > at:
+                at = nb[pre, x]
+    return at
+
+
+@njit(cache=True)
+def _rank_apply(cmd, r, at, wrules, nwrules, nb, ng, nr, nc, mem_row, G, GB, prea):
+    """PREA or REF to rank ``r`` at ``at``: its rules ("bank" meaning every bank of the rank)
+    and, for PREA, the rank's MEM rows closed. Returns the number of rows it closed."""
+    for k in range(nwrules[cmd]):
+        scope = wrules[cmd, k, 0]
+        later = wrules[cmd, k, 1]
+        v = at + wrules[cmd, k, 2]
+        if scope == S_BANK:
+            for x in range(r * GB, (r + 1) * GB):
+                if v > nb[later, x]:
+                    nb[later, x] = v
+        elif scope == S_CHANNEL:
+            if v > nc[later]:
+                nc[later] = v
+        elif scope == S_BG:
+            for x in range(r * G, (r + 1) * G):
+                if v > ng[later, x]:
+                    ng[later, x] = v
+        else:
+            if v > nr[later, r]:
+                nr[later, r] = v
+    closed = 0
+    if cmd == prea:
+        for x in range(r * GB, (r + 1) * GB):
+            if mem_row[x] != CLOSED:
+                mem_row[x] = CLOSED
+                closed += 1
+    return closed
+
+
+@njit(cache=True)
+def _next_ref(mem_row, pim_row, ref_rank, group, R, GB, ref_done, prea, pim_pre, ref):
+    """The pending refresh's next command (``Controller`` next_ref): PREA of a group rank with
+    a MEM row open, PIM_PRECHARGE while a group rank's bank holds a PIM row, then REF per
+    rank. Returns (command, rank)."""
+    for i in range(group):
+        r = (ref_rank + i) % R
+        for x in range(r * GB, (r + 1) * GB):
+            if mem_row[x] != CLOSED:
+                return prea, r
+    for i in range(group):
+        r = (ref_rank + i) % R
+        for x in range(r * GB, (r + 1) * GB):
+            if pim_row[x] != CLOSED:
+                return pim_pre, 0
+    return ref, (ref_rank + ref_done) % R
 
 
 @njit(cache=True)
@@ -439,8 +523,12 @@ def run(
 ):
     """Serve the requests and the PIM tiles to the end. ``params``: R, G, B, tFAW, CL,
     burst, CWL, queue size, tREFI, refresh (0/1), dual row buffer (0/1), tCCD_L, minimum COMP
-    slots; ``ids``: the command ids in ``hbm_timing.COMMANDS`` order; ``state``: last issue,
-    bus free, open count, open since, active cycles, next refresh due. The timing arrays,
+    slots, general refresh path (0/1), refresh interval, ranks per refresh, PIM deadline
+    guard (0/1), the guard estimate's parts (cycles per open PIM row, fixed part, per COMP
+    slot, per further result, GWRITE), per-bank queue capacity (0: shared queue);
+    ``ids``: the command ids in ``hbm_timing.COMMANDS`` order; ``state``: last issue,
+    bus free, open count, open since, active cycles, next refresh due, next refresh's first
+    rank. The timing arrays,
     ``mem_row``, ``pim_row``, the tFAW ring and ``counts`` are updated in place. Returns
     (log rows, scalar results indexed by the ``O_*`` constants)."""
     R = params[0]
@@ -456,6 +544,16 @@ def run(
     dual = params[10]
     tccd_l = params[11]
     min_slots = params[12]
+    gen = params[13] != 0 and refresh != 0  # the general refresh path (Controller ref_general)
+    interval = params[14]
+    group = params[15]
+    guard = params[16] != 0 and gen
+    g_pc = params[17]
+    g_fixed = params[18]
+    g_comp = params[19]
+    g_res = params[20]
+    g_gw = params[21]
+    bank_cap = params[22]
     ACT = ids[0]
     RD = ids[1]
     WR = ids[2]
@@ -475,7 +573,14 @@ def run(
     open_count = state[2]
     open_since = state[3]
     active = state[4]
-    ref_due = state[5] if refresh else np.int64(2**62)
+    ref_due = state[5] if refresh and not gen else np.int64(2**62)  # legacy all-bank
+    gdue = state[5]  # general path: next refresh insertion
+    ref_rank = state[6]
+    ref_pend = False
+    held = np.zeros(R, np.int64)  # ranks whose normal commands wait for the pending refresh
+    ref_done = 0
+    skip = False  # the guard idles the PIM queue until the pending refresh's REF
+    rc = rr = rt = 0
     n = r_arr.shape[0]
     ntiles = t_row.shape[0]
     max_res = 0
@@ -487,6 +592,8 @@ def run(
     qbank = (r_rank * G + r_bg) * B + r_bank
     status = np.zeros(n, np.int64)
     qcap = qsize if qsize < n else n
+    if bank_cap and bank_cap < qcap:
+        qcap = bank_cap
     if qcap < 1:
         qcap = 1
     queues = np.empty((nbk, qcap), np.int64)
@@ -519,6 +626,8 @@ def run(
         # ---- admit arrivals
         while nxt < n and queued < qsize and r_arr[nxt] <= lo:
             b = qbank[nxt]
+            if bank_cap and qlen[b] >= bank_cap:
+                break
             queues[b, qlen[b]] = nxt
             qlen[b] += 1
             queued += 1
@@ -552,6 +661,7 @@ def run(
                     in_tile,
                     tile_row,
                     gact_pending,
+                    held,
                     nb,
                     ng,
                     nr,
@@ -669,6 +779,7 @@ def run(
                             in_tile,
                             tile_row,
                             gact_pending,
+                            held,
                             nb,
                             ng,
                             nr,
@@ -698,7 +809,7 @@ def run(
         if lane >= 0:
             lb = lane
             lane = -1
-            if qlen[lb] and mem_ok:
+            if qlen[lb] and mem_ok and not held[lb // GB]:
                 li = queues[lb, 0]
                 orow = mem_row[lb]
                 if orow != CLOSED and r_row[li] == orow:
@@ -717,6 +828,7 @@ def run(
                         in_tile,
                         tile_row,
                         gact_pending,
+                        held,
                         GB,
                         ids,
                     )
@@ -749,7 +861,7 @@ def run(
                 v0 = heap[0, 3]
                 b = heap[0, 4]
                 c0 = heap[0, 5]
-                if v0 != version[b]:
+                if v0 != version[b] or held[b // GB]:
                     hsize = _pop(heap, hsize)
                     continue
                 if lane_ok and (lt < t0 or (lt == t0 and (lp < p0 or (lp == p0 and li < i0)))):
@@ -806,7 +918,7 @@ def run(
                 heap = _push(heap, hsize, lt, lp, li, version[lb], lb, lc)
                 hsize += 1
         # ---- PIM candidate, evaluated only when its lower bound does not lose already
-        if pim_busy and (kind == 0 or pim_lb <= bt):
+        if pim_busy and not (skip or (ref_pend and not in_tile)) and (kind == 0 or pim_lb <= bt):
             pim_lb = _pim_head_earliest(
                 pc,
                 ph,
@@ -827,7 +939,18 @@ def run(
                 acts_h,
                 ids,
             )
-            if kind == 0 or pim_lb <= bt:
+            if guard and ph == pt:  # the next tile's header: would it beat the refresh?
+                k = t_k[ti]
+                est = (
+                    _n_open(pim_row) * g_pc
+                    + g_fixed
+                    + g_comp * (k if k > min_slots else min_slots)
+                    + g_res * (t_nres[ti] - 1)
+                )
+                if t_gwrite[ti]:
+                    est += g_gw
+                skip = gdue - pim_lb <= est
+            if not skip and (kind == 0 or pim_lb <= bt):
                 if kind == 1:
                     version[bb] += 1
                     heap = _push(
@@ -836,8 +959,34 @@ def run(
                     hsize += 1
                 bt = pim_lb
                 kind = 2
+        # ---- general refresh path: the insertion at gdue, then the pending refresh's
+        # commands once no tile is in progress, none before gdue; first at equal cycles
+        if gen:
+            rc = -1
+            rt = -1
+            if not ref_pend:
+                rt = gdue
+            elif not in_tile:
+                rc, rr = _next_ref(
+                    mem_row, pim_row, ref_rank, group, R, GB, ref_done, PREA, PIM_PRECHARGE, REF
+                )
+                if rc == PIM_PRECHARGE:
+                    rt = _wide_earliest(rc, lo, bus, nc, has_w, w0)
+                else:
+                    rt = _rank_earliest(rc, rr, lo, nb, nr, nc, PRE, GB, PREA)
+                if gdue > rt:
+                    rt = gdue
+            if rt >= 0 and (kind == 0 or rt <= bt):
+                if kind == 1:
+                    version[bb] += 1
+                    heap = _push(
+                        heap, hsize, bt, 1 if (bc == RD or bc == WR) else 2, bi, version[bb], bb, bc
+                    )
+                    hsize += 1
+                bt = rt
+                kind = 3
         # ---- an arrival before the chosen command is admitted first
-        if nxt < n and queued < qsize:
+        if nxt < n and queued < qsize and not (bank_cap and qlen[qbank[nxt]] >= bank_cap):
             arr = r_arr[nxt]
             if kind == 0 or arr < bt:
                 if kind == 1:
@@ -852,6 +1001,81 @@ def run(
         if kind == 0:
             stalled = 1
             break
+        if kind == 3:
+            if rc < 0:  # inserted: the group's normal commands wait, no new tile starts
+                ref_pend = True
+                for x in range(group):
+                    held[(ref_rank + x) % R] = 1
+                continue
+            at = bt
+            last = at
+            counts[rc] += 1
+            if rc == PIM_PRECHARGE:
+                log = _put_log(log, nlog, at, rc, -1, -1, -1, 0, 0)
+                nlog += 1
+                _wide_update(rc, at, 0, wrules, nwrules, nc)
+                closed = _n_open(pim_row)
+                for x in range(nbk):
+                    pim_row[x] = CLOSED
+            else:
+                log = _put_log(log, nlog, at, rc, rr, 0, 0, 0, 0)
+                nlog += 1
+                closed = _rank_apply(
+                    rc, rr, at, wrules, nwrules, nb, ng, nr, nc, mem_row, G, GB, PREA
+                )
+            if closed:
+                open_count -= closed
+                if open_count == 0:
+                    active += at - open_since
+            pim_hold = in_tile or _n_open(pim_row) > 0
+            if at + 1 > end:
+                end = at + 1
+            if rc == REF:
+                ref_done += 1
+                if ref_done == group:  # done: release the ranks and the PIM queue
+                    ref_pend = False
+                    skip = False
+                    for x in range(R):
+                        held[x] = 0
+                    ref_done = 0
+                    gdue += interval
+                    ref_rank = (ref_rank + group) % R
+            if queued:
+                for x in range(nbk):
+                    if qlen[x]:
+                        heap, hsize = _rekey(
+                            x,
+                            last + 1,
+                            bus,
+                            heap,
+                            hsize,
+                            version,
+                            queues,
+                            qlen,
+                            mem_row,
+                            pim_row,
+                            r_row,
+                            r_write,
+                            in_tile,
+                            tile_row,
+                            gact_pending,
+                            held,
+                            nb,
+                            ng,
+                            nr,
+                            nc,
+                            has_w,
+                            w0,
+                            B,
+                            GB,
+                            tfaw,
+                            acts,
+                            acts_n,
+                            acts_h,
+                            ids,
+                        )
+            pim_lb = 0
+            continue
         # ---- refresh due: finish the tile in progress, then refresh
         if bt >= ref_due:
             if in_tile:
@@ -958,6 +1182,7 @@ def run(
                                 in_tile,
                                 tile_row,
                                 gact_pending,
+                                held,
                                 nb,
                                 ng,
                                 nr,
@@ -997,6 +1222,7 @@ def run(
                     in_tile,
                     tile_row,
                     gact_pending,
+                    held,
                     nb,
                     ng,
                     nr,
@@ -1051,6 +1277,7 @@ def run(
                             in_tile,
                             tile_row,
                             gact_pending,
+                            held,
                             nb,
                             ng,
                             nr,
@@ -1136,7 +1363,8 @@ def run(
     out[O_LAT] = lat_sum
     out[O_DONE] = last_done
     out[O_END] = end
-    out[O_REF_DUE] = ref_due
+    out[O_REF_DUE] = gdue if gen else ref_due
+    out[O_REF_RANK] = ref_rank
     out[O_STALLED] = stalled
     out[O_COMPS] = comps
     return log[:nlog], out

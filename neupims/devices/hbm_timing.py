@@ -184,3 +184,35 @@ def rules(mem, dual: bool) -> dict[int, list[tuple[str, int, int, bool]]]:
         ("channel", REF, t.tRP, False),
     ]
     return r
+
+
+def guard_parts(mem) -> tuple[int, int, int, int, int]:
+    """The PIM refresh-deadline guard's estimate (:func:`guard_estimate`) as linear parts,
+    cycles: (per open PIM row, fixed, per COMP slot, per further result, per GWRITE)."""
+    t, o = mem.timing, mem.organization
+    b = mem.burst_cycles
+    return (
+        mem.controller.refresh.guard_precharge_cycles,
+        t.tFAW * (o.bank_groups - 1) + t.tRCDRD,
+        max(b, t.tCCD_S),
+        max(b, t.tCCD_L),
+        mem.pim.gwrite_cycles,
+    )
+
+
+def guard_estimate(mem, k: int, n_results: int, open_pim_banks: int, gwrite: bool) -> int:
+    """Cycles the PIM refresh-deadline guard expects a tile GEMV to take (memory cycles).
+
+    The released NeuPIMs controller's estimate of a GEMV header (NewtonSim
+    ``channel_state.cc: EstimatePIMOperationLatency``, docs/hbm_pim.md "Refresh policies"):
+    ``open_pim_banks`` x ``controller.refresh.guard_precharge_cycles`` (5, AL + tRTP) to
+    close the banks' PIM rows, + tFAW (G_ACTs per rank - 1) for the G_ACT chain, + tRCDRD,
+    + max(burst, tCCD_S) max(k, 6) for the COMPs, + max(burst, tCCD_L) (n_results - 1) for
+    the further results. Logit tile (k 32, 4 results, 32 banks open): 334; attend tile (k 32,
+    1 result): 328, as in the released simulator. Our tile carries its GWRITE (the released
+    one queues it as an operation of its own), so that adds ``pim.gwrite_cycles`` (96, the
+    released GWRITE estimate's transfer; our GWRITE opens no row).
+    """
+    pc, fixed, comp, res, gw = guard_parts(mem)
+    est = open_pim_banks * pc + fixed + comp * max(k, MIN_COMP_SLOTS) + res * (n_results - 1)
+    return est + (gw if gwrite else 0)

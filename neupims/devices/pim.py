@@ -189,17 +189,19 @@ class _PimTiming:
     trefi: int
 
 
-def _gact_times(mem, start: int) -> list[int]:
+def _gact_times(mem, start: int, avail: Mapping[int, int] | None = None) -> list[int]:
     """Issue times of one tile's G_ACTs, ranks interleaved, under tRRD_S/L and tFAW where a
-    G_ACT counts as ``banks_per_group`` activations (at most 4 in any tFAW window)."""
+    G_ACT counts as ``banks_per_group`` activations (at most 4 in any tFAW window); rank r's
+    no earlier than ``avail[r]`` (after a refresh: its REF + tRFC)."""
     o, t = mem.organization, mem.timing
+    avail = avail or {}
     acts: dict[int, list[int]] = {r: [] for r in range(o.ranks)}  # activation times per rank
     last: dict[int, int] = {}
     times = []
     now = start
     for _bg in range(o.bank_groups):
         for r in range(o.ranks):
-            at = now
+            at = max(now, avail.get(r, now))
             if r in last:
                 at = max(at, last[r] + t.tRRD_S)
             window = acts[r]
@@ -251,17 +253,128 @@ def _pim_timing(mem) -> _PimTiming:
     )
 
 
+def _general_refresh(mem) -> bool:
+    """Whether the controller takes its general refresh path (rank-staggered refresh or the
+    PIM deadline guard); the all-bank default keeps the closed form below."""
+    ref = mem.controller.refresh
+    return ref.policy == "rank_staggered" or ref.pim_deadline_guard
+
+
+@lru_cache(maxsize=32)
+def _refresh_timing(mem) -> tuple[np.ndarray, np.ndarray]:
+    """Constants of :mod:`neupims.devices.pim_scan` (its ``C_*`` slots) and the restart table:
+    ``restart[kind, gwrite, open]`` = cycles from a refresh's first command (PIM_PRECHARGE
+    when PIM rows are open, else the first REF) to the restarted tile's PIM_GEMV. The
+    refresh's REFs follow tRP after the PIM_PRECHARGE, one per cycle; the tile's P_HEADER
+    comes the cycle after the last REF, its GWRITE next, then its G_ACTs with each refreshed
+    rank's held until its REF + tRFC (the others tRP after the PIM_PRECHARGE)."""
+    from neupims.devices import pim_scan as S
+    from neupims.devices.hbm_timing import guard_parts
+
+    pt = _pim_timing(mem)
+    t, o = mem.timing, mem.organization
+    ref = mem.controller.refresh
+    group = 1 if ref.policy == "rank_staggered" else o.ranks
+    kinds = o.ranks if group < o.ranks else 1
+    restart = np.zeros((kinds, 2, 2), dtype=np.int64)
+    for kind in range(kinds):
+        ranks = [(kind + i) % o.ranks for i in range(group)]
+        for gw in (0, 1):
+            for is_open in (0, 1):
+                first_ref = t.tRP if is_open else 0
+                ref_at = {r: first_ref + i for i, r in enumerate(ranks)}
+                header = first_ref + len(ranks)
+                avail = {r: ref_at.get(r, t.tRP if is_open else 0) for r in range(o.ranks)}
+                avail = {r: (a + t.tRFC if r in ref_at else a) for r, a in avail.items()}
+                g = _gact_times(mem, header + 1 + gw, avail)
+                gemv = g[-1] + t.tRCDRD
+                if gw:
+                    gemv = max(gemv, header + 1 + t.CWL + mem.pim.gwrite_cycles)
+                restart[kind, gw, is_open] = gemv
+    g0 = _gact_times(mem, 0)
+    start_plain = 1 + (g0[-1] - g0[0]) + t.tRCDRD  # P_HEADER at 0, G_ACTs from 1
+    cs = np.zeros(S.N_CONST, dtype=np.int64)
+    g_pc, g_fixed, g_comp, g_res, g_gw = guard_parts(mem)
+    for slot, v in (
+        (S.C_TCCD_L, t.tCCD_L),
+        (S.C_MIN_SLOTS, MIN_COMP_SLOTS),
+        (S.C_RR_GAP, pt.rr_gap),
+        (S.C_BACK, pt.back_bound),
+        (S.C_PRE_PLAIN, pt.pre_plain),
+        (S.C_PRE_GW, pt.pre_gwrite),
+        (S.C_OPEN_TO_GEMV, pt.open_to_gemv),
+        (S.C_GW_TO_GEMV, pt.gw_to_gemv),
+        (S.C_START_GW, pt.start_to_gemv),
+        (S.C_START_PLAIN, start_plain),
+        (S.C_TAIL, pt.tail),
+        (S.C_GUARD, int(ref.pim_deadline_guard)),
+        (S.C_INTERVAL, mem.refresh_interval),
+        (S.C_GROUP, group),
+        (S.C_RANKS, o.ranks),
+        (S.C_PRE_REF, max(t.tRTP_L, 1)),
+        (S.C_TRAS_TRCD, t.tRAS - t.tRCDRD),
+        (S.C_NBANKS, mem.banks_per_channel),
+        (S.C_G_PC, g_pc),
+        (S.C_G_FIXED, g_fixed),
+        (S.C_G_COMP, g_comp),
+        (S.C_G_RES, g_res),
+        (S.C_G_GW, g_gw),
+    ):
+        cs[slot] = v
+    longest = int(restart.max()) + 2 * (t.tCCD_L * 32 + pt.rr_gap * 16) + t.tRP
+    if mem.refresh_interval <= longest:
+        raise ConfigError(
+            f"memory config {mem.name!r}: the PIM fast path needs a refresh interval above "
+            f"{longest} cycles (a restarted tile must end before the next refresh), got "
+            f"{mem.refresh_interval}; use the command-level model (hbm_channel.simulate)"
+        )
+    return cs, restart
+
+
+def _walk_program(groups: list[TileGroup], mem) -> tuple[int, int]:
+    """(cycles, refresh insertions) of a tile program under the general refresh path."""
+    from neupims.devices import pim_scan as S
+
+    cs, restart = _refresh_timing(mem)
+    flat = [(g.k, g.n_results, g.tiles) for g in groups for _ in range(g.count) if g.tiles > 0]
+    if not flat:
+        return 0, 0
+    tk, tn, tt = (np.array(col, dtype=np.int64) for col in zip(*flat, strict=True))
+    cyc, nref = S.walk_groups(tk, tn, tt, np.array([0, len(flat)], dtype=np.int64), cs, restart)
+    return int(cyc[0]), int(nref[0])
+
+
 def _program_cycles(groups: list[TileGroup], mem) -> tuple[float, dict[str, int]]:
     """Closed-form cycles and command counts of a tile program on one idle channel."""
     if not groups:
         return 0.0, {}
+    if _general_refresh(mem):
+        cyc, n_ins = _walk_program(groups, mem)
+        _, cmds = _classes_cycles(_classes_of(groups), (groups[-1].k, groups[-1].n_results), mem)
+        if not cmds:
+            return 0.0, {}
+        cmds.pop("REF", None)
+        if n_ins:
+            cmds["REF"] = n_ins * _refresh_group(mem)
+        return float(cyc), cmds
+    last = groups[-1]
+    return _classes_cycles(_classes_of(groups), (last.k, last.n_results), mem)
+
+
+def _classes_of(groups: list[TileGroup]) -> dict[tuple[int, int], list[int]]:
     classes: dict[tuple[int, int], list[int]] = {}
     for g in groups:
         acc = classes.setdefault((g.k, g.n_results), [0, 0])
         acc[0] += g.count
         acc[1] += g.count * g.tiles
-    last = groups[-1]
-    return _classes_cycles(classes, (last.k, last.n_results), mem)
+    return classes
+
+
+def _refresh_group(mem) -> int:
+    """Ranks refreshed per insertion: 1 (rank_staggered) or all (all_bank)."""
+    if mem.controller.refresh.policy == "rank_staggered":
+        return 1
+    return mem.organization.ranks
 
 
 def _classes_cycles(
@@ -423,7 +536,45 @@ def mha_channels_cycles(
     """Fast path for every channel at once: request i (``seq_lens[i]``) sits on channel
     ``ch_idx[i]``; each channel runs its requests in the given order (as
     :func:`mha_channel_cycles` does for one channel, with the same result), vectorised over
-    requests with NumPy. ``channels`` defaults to ``mem.organization.channels``."""
+    requests with NumPy. ``channels`` defaults to ``mem.organization.channels``.
+
+    Under the default all-bank refresh this is the closed form; with
+    ``controller.refresh.policy: rank_staggered`` or ``pim_deadline_guard`` the channels'
+    tile streams are walked tile by tile (:mod:`neupims.devices.pim_scan`, compiled)."""
+    return _channels_memo(seq_lens, ch_idx, n_heads, d_head, mem, dual_row_buffer, channels, 0)
+
+
+@dataclass(frozen=True)
+class PimMhaPhases:
+    """MHA of one layer costed as two phases per channel, each from an idle channel:
+    ``logit`` = every request's K^T q tiles, then ``attend`` = every request's s.V tiles
+    (:class:`PimMhaChannels` each). The released NeuPIMs simulator runs LogitSoftmax for all
+    requests, waits for every channel, then Attend (a barrier, docs/hbm_pim.md "Two
+    phases"): a caller takes max over channels of each phase."""
+
+    logit: PimMhaChannels
+    attend: PimMhaChannels
+
+
+def mha_channels_phases(
+    seq_lens,
+    ch_idx,
+    n_heads: int,
+    d_head: int,
+    mem,
+    *,
+    dual_row_buffer: bool | None = None,
+    channels: int | None = None,
+) -> PimMhaPhases:
+    """As :func:`mha_channels_cycles`, but each channel runs all its requests' K^T q tiles
+    (request order kept), then, as a separate program from an idle channel with the refresh
+    grid restarted, all their s.V tiles; returns per-channel cycles, commands and energy of
+    each phase. Memoised per batch like :func:`mha_channels_cycles`."""
+    args = (seq_lens, ch_idx, n_heads, d_head, mem, dual_row_buffer, channels)
+    return PimMhaPhases(logit=_channels_memo(*args, 1), attend=_channels_memo(*args, 2))
+
+
+def _channels_memo(seq_lens, ch_idx, n_heads, d_head, mem, dual_row_buffer, channels, phase):
     _check_pim(mem)
     if n_heads <= 0 or d_head <= 0:
         raise ConfigError(
@@ -434,19 +585,21 @@ def mha_channels_cycles(
     ch = np.asarray(ch_idx, dtype=np.int64).ravel()
     dual = _resolve_dual(mem, dual_row_buffer)
     # every layer of a decode step sees the same batch: memoise on the batch's bytes
-    key = (s.tobytes(), ch.tobytes(), n_heads, d_head, _mem_token(mem), dual, nch)
+    key = (s.tobytes(), ch.tobytes(), n_heads, d_head, _mem_token(mem), dual, nch, phase)
     hit = _CHANNELS_CACHE.get(key)
     if hit is None:
         if len(_CHANNELS_CACHE) >= 256:
             _CHANNELS_CACHE.clear()
-        hit = _CHANNELS_CACHE[key] = _mha_channels(s, ch, n_heads, d_head, mem, dual, nch)
+        hit = _CHANNELS_CACHE[key] = _mha_channels(s, ch, n_heads, d_head, mem, dual, nch, phase)
     return hit
 
 
 _CHANNELS_CACHE: dict[tuple, PimMhaChannels] = {}
 
 
-def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch) -> PimMhaChannels:
+def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch, phase=0) -> PimMhaChannels:
+    """Per-channel MHA cost. ``phase`` 0: K^T q then s.V per request; 1: only the K^T q
+    tiles; 2: only the s.V tiles (each run from an idle channel)."""
     if s.shape != ch.shape:
         raise ConfigError(f"seq_lens ({s.size}) and ch_idx ({ch.size}) differ in length")
     if s.size and (s.min() < 0 or ch.min() < 0 or ch.max() >= nch):
@@ -454,17 +607,16 @@ def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch) -> PimMhaChannels:
     keep = s > 0
     s, ch = s[keep], ch[keep]
     pt = _pim_timing(mem)
-    tccd_l = mem.timing.tCCD_L
     b, p = mem.banks_per_channel, _row_elems(mem)
     mult = mem.pim.multipliers_per_bank
     h = n_heads
     e = n_heads * d_head
+    logit = phase != 2
     # K^T q: per E chunk one vector group of ceil(s/B) tiles
     starts = np.arange(0, e, p)
     lens = np.minimum(p, e - starts)
     k_c = -(-lens // mult)
     n_c = (starts + lens - 1) // d_head - starts // d_head + 1
-    w_c, gp_c, gg_c = _tile_parts(k_c, n_c, pt, tccd_l)
     n_chunks = starts.size
     t1 = -(-s // b)
     # s.V: per head and 512-token row one vector group of ceil(d/B) tiles
@@ -473,16 +625,83 @@ def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch) -> PimMhaChannels:
     full, rest = np.divmod(s, p)
     has_rest = (rest > 0).astype(np.int64)
     k_r = -(-rest // mult)
-    w_f, gp_f, gg_f = _tile_parts(k_full, 1, pt, tccd_l)
-    w_r, gp_r, gg_r = _tile_parts(k_r, 1, pt, tccd_l)
-    contrib = (
-        t1 * w_c.sum()
-        + (t1 - 1) * gp_c.sum()
-        + gg_c.sum()
-        + full * h * (t2 * w_f + (t2 - 1) * gp_f + gg_f)
-        + has_rest * h * (t2 * w_r + (t2 - 1) * gp_r + gg_r)
+    h_groups = (full + has_rest) * h
+
+    def per_ch(x):
+        return np.bincount(ch, weights=x, minlength=nch).astype(np.int64)
+
+    def pick(lg, at):
+        """Per request: the K^T q part, the s.V part, or both (by ``phase``)."""
+        if phase == 0:
+            return lg + at
+        return np.broadcast_to(lg if logit else at, s.shape)
+
+    n_tiles = per_ch(pick(n_chunks * t1, h_groups * t2))
+    if _general_refresh(mem):
+        cyc, n_ins = _walk_mha(s, ch, nch, phase, h, d_head, k_c, n_c, mem)
+        cycles = cyc.astype(np.float64)
+        n_ref = n_ins * _refresh_group(mem)
+    else:
+        cycles, n_ref = _closed_mha(
+            s, ch, nch, phase, h, k_c, n_c, t1, t2, full, has_rest, k_r, n_tiles, pt, mem
+        )
+        n_ref = n_ref * mem.organization.ranks
+    cmds = {
+        "P_HEADER": n_tiles,
+        "GWRITE": per_ch(pick(n_chunks, h_groups)),
+        "PIM_PRECHARGE": n_tiles,
+        "G_ACT": n_tiles * pt.gact_count,
+        "PIM_GEMV": n_tiles,
+        "COMP": per_ch(pick(t1 * k_c.sum(), (full * k_full + has_rest * k_r) * h * t2)),
+        "READRES": per_ch(pick(t1 * n_c.sum(), h_groups * t2)),
+        "REF": n_ref,
+    }
+    tck = mem.timing.tck_ns * 1e-9
+    energy = dram_energy_j(cmds, mem, cycles * tck, dual_row_buffer=dual, channels=1)
+    return PimMhaChannels(cycles=cycles, commands=cmds, energy_j=energy)
+
+
+def _walk_mha(s, ch, nch, phase, h, d_head, k_c, n_c, mem):
+    """(cycles, refresh insertions) per channel under the general refresh path."""
+    from neupims.devices import pim_scan as S
+
+    tok = _mem_token(mem)
+    cs, restart = _refresh_timing(tok)
+    order = np.argsort(ch, kind="stable")
+    b, p = mem.banks_per_channel, _row_elems(mem)
+    tk, tn, tt, bounds = S.mha_groups(
+        s[order],
+        ch[order],
+        nch,
+        phase,
+        h,
+        b,
+        p,
+        mem.pim.multipliers_per_bank,
+        -(-d_head // b),
+        k_c.astype(np.int64),
+        n_c.astype(np.int64),
     )
-    tiles = n_chunks * t1 + (full + has_rest) * h * t2
+    return S.walk_groups(tk, tn, tt, bounds, cs, restart)
+
+
+def _closed_mha(s, ch, nch, phase, h, k_c, n_c, t1, t2, full, has_rest, k_r, n_tiles, pt, mem):
+    """Closed form under all-bank refresh: (cycles, all-bank refreshes) per channel."""
+    tccd_l = mem.timing.tCCD_L
+    p, mult = _row_elems(mem), mem.pim.multipliers_per_bank
+    logit, attend = phase != 2, phase != 1
+    w_c, gp_c, gg_c = _tile_parts(k_c, n_c, pt, tccd_l)
+    w_f, gp_f, gg_f = _tile_parts(p // mult, 1, pt, tccd_l)
+    w_r, gp_r, gg_r = _tile_parts(k_r, 1, pt, tccd_l)
+    contrib = 0
+    if logit:
+        contrib = t1 * w_c.sum() + (t1 - 1) * gp_c.sum() + gg_c.sum()
+    if attend:
+        contrib = (
+            contrib
+            + full * h * (t2 * w_f + (t2 - 1) * gp_f + gg_f)
+            + has_rest * h * (t2 * w_r + (t2 - 1) * gp_r + gg_r)
+        )
 
     def per_ch(x):
         return np.bincount(ch, weights=x, minlength=nch).astype(np.int64)
@@ -492,13 +711,14 @@ def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch) -> PimMhaChannels:
     np.maximum.at(last, ch, idx)
     used = last >= 0
     li = last[used]
-    # the final group of a channel: its last request's last s.V group
-    gg_last = np.where(has_rest[li] > 0, gg_r[li], gg_f)
-    gp_last = np.where(has_rest[li] > 0, gp_r[li], gp_f)
-    w_last = np.where(has_rest[li] > 0, w_r[li], w_f)
+    if attend:  # the final group of a channel: its last request's last s.V group
+        gg_last = np.where(has_rest[li] > 0, gg_r[li], gg_f)
+        gp_last = np.where(has_rest[li] > 0, gp_r[li], gp_f)
+        w_last = np.where(has_rest[li] > 0, w_r[li], w_f)
+    else:  # ... or its last K^T q group
+        gg_last, gp_last, w_last = gg_c[-1], gp_c[-1], w_c[-1]
     base = np.zeros(nch, dtype=np.int64)
     base[used] = pt.start_to_gemv + pt.tail + per_ch(contrib)[used] - gg_last
-    n_tiles = per_ch(tiles)
     boundaries = np.maximum(n_tiles - 1, 0)
     last_tile = np.zeros(nch, dtype=np.int64)
     last_tile[used] = gp_last - pt.pre_plain - 1 + w_last + pt.tail
@@ -511,21 +731,7 @@ def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch) -> PimMhaChannels:
         if not grow.any():
             break
         n_ref = np.where(grow, nxt, n_ref)
-    cycles = (base + n_ref * pt.trfc).astype(np.float64)
-    h_groups = (full + has_rest) * h
-    cmds = {
-        "P_HEADER": n_tiles,
-        "GWRITE": per_ch(n_chunks + h_groups),
-        "PIM_PRECHARGE": n_tiles,
-        "G_ACT": n_tiles * pt.gact_count,
-        "PIM_GEMV": n_tiles,
-        "COMP": per_ch(t1 * k_c.sum() + (full * k_full + has_rest * k_r) * h * t2),
-        "READRES": per_ch(t1 * n_c.sum() + h_groups * t2),
-        "REF": n_ref * mem.organization.ranks,
-    }
-    tck = mem.timing.tck_ns * 1e-9
-    energy = dram_energy_j(cmds, mem, cycles * tck, dual_row_buffer=dual, channels=1)
-    return PimMhaChannels(cycles=cycles, commands=cmds, energy_j=energy)
+    return (base + n_ref * pt.trfc).astype(np.float64), n_ref
 
 
 def pim_gemv_cycles(rows: int, cols: int, mem) -> float:
