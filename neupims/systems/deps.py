@@ -77,11 +77,38 @@ class ChannelMha:
     source: str
 
 
+def _additive(mem) -> bool:
+    """Whether a channel's MHA cost adds up over its requests (plus refresh): true for the
+    default all-bank refresh; the rank-staggered refresh's deadline guard locks the tiles to
+    the refresh grid, so there the whole channel program is costed at once."""
+    ref = mem.controller.refresh
+    return ref.policy == "all_bank" and not ref.pim_deadline_guard
+
+
+def _from_channels(r, source: str) -> ChannelMha:
+    return ChannelMha(np.asarray(r.cycles, dtype=float), dict(r.commands), source)
+
+
+def mha_phases_per_channel(seq_lens, ch_idx, n_heads: int, d_head: int, mem, dual: bool):
+    """(K^T q, s.V) cost per channel when every channel runs all its requests' K^T q tiles,
+    then all their s.V tiles (:func:`neupims.devices.pim.mha_channels_phases`)."""
+    from neupims.devices.pim import mha_channels_phases
+
+    r = mha_channels_phases(seq_lens, ch_idx, n_heads, d_head, mem, dual_row_buffer=dual)
+    src = "neupims.devices.pim.mha_channels_phases"
+    return _from_channels(r.logit, src + " (K^T q)"), _from_channels(r.attend, src + " (s.V)")
+
+
 def mha_per_channel(seq_lens, ch_idx, n_heads: int, d_head: int, mem, dual: bool) -> ChannelMha:
     """MHA cost per channel for the requests (seq_lens[i] on channel ch_idx[i])."""
     nch = mem.organization.channels
     s = np.asarray(seq_lens, dtype=np.int64)
     ch = np.asarray(ch_idx, dtype=np.int64)
+    if s.size and not _additive(mem):
+        from neupims.devices.pim import mha_channels_cycles
+
+        r = mha_channels_cycles(s, ch, n_heads, d_head, mem, dual_row_buffer=dual)
+        return _from_channels(r, "neupims.devices.pim.mha_channels_cycles")
     if s.size:
         # The helper's closed form is additive over the tiles of requests run back to back
         # (plus refresh), so a channel's cost is the first request's own cost plus the

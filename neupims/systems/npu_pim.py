@@ -118,28 +118,67 @@ class SubBatch:
 
 
 def pim_attention(sys: NpuPimSystem, block: DecodeBlock, seq_lens, ch_idx) -> AttnWork:
-    """The logit and attend GEMVs on each channel's PIM; the softmax on the vector units."""
+    """The logit and attend GEMVs on each channel's PIM; the softmax on the vector units.
+
+    ``pim_phases: fused``: each channel runs its requests' K^T q and s.V back to back, and
+    the softmax of each head overlaps the PIM's next head: only the last head of the longest
+    request on a channel is exposed. ``barrier``: every channel first runs all its K^T q
+    tiles; the s.V phase starts when the slowest channel and the softmax that follows it are
+    done. With activations in DRAM the logits (and attention outputs) are written back
+    behind each channel's PIM commands, so their drain is exposed after each phase."""
     a, npu = block.attention, sys.npu
     nch = sys.channels
-    r = deps.mha_per_channel(seq_lens, ch_idx, a.heads, a.head_dim, sys.mem, sys.dual)
-    busy = r.cycles * sys.mem_to_npu
-    # Softmax runs head by head on the vector units while the PIM computes the next head:
-    # only the softmax of the last head of the longest request on a channel is exposed.
-    longest = np.zeros(nch)
-    np.maximum.at(longest, ch_idx, seq_lens.astype(float))
     lanes = npu.vector_unit.count * npu.vector_unit.width
-    tail = np.where(longest > 0, np.ceil(longest * 5 / lanes), 0.0)
     scores = float(seq_lens.sum()) * a.heads
     soft = vector_cycles(scores, 5, npu)
+    longest = np.zeros(nch)
+    np.maximum.at(longest, ch_idx, seq_lens.astype(float))
+    # the softmax of the last head of the longest request on a channel
+    tail = np.where(longest > 0, np.ceil(longest * 5 / lanes), 0.0)
+    b = dtype_bytes(a.dtype)
+    dram = npu.data_path.activations == "dram"
+    logit_out = scores * b if dram else 0.0  # one score per key and head
+    attend_out = float(len(seq_lens)) * a.heads * a.head_dim * b if dram else 0.0
     ops = block.attention_ops(seq_lens)
+    flops = float(sum(o.flops for o in ops))
+    macs = 2.0 * float(seq_lens.sum()) * a.heads * a.head_dim
+    chain = NpuChain(
+        cycles=soft, vector=soft, vec_flops=scores * 5, wr_bytes=logit_out + attend_out
+    )
+    r2m = sys.mem_to_npu
+    if sys.spec.pim_phases == "barrier":
+        logit, attend = deps.mha_phases_per_channel(
+            seq_lens, ch_idx, a.heads, a.head_dim, sys.mem, sys.dual
+        )
+        t_logit = logit.cycles * r2m
+        t_attend = attend.cycles * r2m
+        tail_1 = float(tail.max()) + sys.dev.dma_cycles(logit_out)
+        tail_2 = sys.dev.dma_cycles(attend_out)
+        start_2 = float(t_logit.max()) + tail_1
+        # channel c ends its s.V phase start_2 + t_attend[c] after the stage starts
+        pim = np.where(t_attend > 0, start_2 + t_attend + tail_2, t_logit + tail)
+        busy = t_logit + t_attend
+        cmds = {k: logit.commands.get(k, 0) + attend.commands.get(k, 0)
+                for k in {*logit.commands, *attend.commands}}  # fmt: skip
+        phases = {"logit": start_2, "attend": float(t_attend.max()) + tail_2}
+        source = logit.source.split(" (")[0]
+    else:
+        r = deps.mha_per_channel(seq_lens, ch_idx, a.heads, a.head_dim, sys.mem, sys.dual)
+        busy = r.cycles * r2m
+        drain = sys.dev.dma_cycles(logit_out + attend_out)
+        pim = busy + tail + drain
+        cmds, source = r.commands, r.source
+        phases = {"pim (busiest channel)": float(pim.max())}
+    phases["softmax (vector)"] = soft
     return AttnWork(
-        npu=NpuChain(cycles=soft, vector=soft, vec_flops=scores * 5),
-        pim=busy + tail,
+        npu=chain,
+        pim=pim,
         busy=busy,
-        commands=r.commands,
-        pim_macs=2.0 * float(seq_lens.sum()) * a.heads * a.head_dim,
-        flops=float(sum(o.flops for o in ops)),
-        source=r.source,
+        commands=cmds,
+        pim_macs=macs,
+        flops=flops,
+        source=source,
+        phases=phases,
     )
 
 
@@ -416,21 +455,21 @@ class NpuPimSystem(System):
             sbs.append(SubBatch(s, c, self.qkv_chain(block, res), pf, attn))
         return sbs
 
-    def _stage(self, chain: NpuChain, attn: AttnWork | None) -> tuple[float, np.ndarray | None]:
-        """(NPU cycles, PIM cycles per channel) of a stage where the NPU runs ``chain`` while
-        the PIM runs ``attn`` (None: the PIM idles). The vector units also run the PIM
+    def _stage(self, chain: NpuChain, attn: AttnWork | None):
+        """(NPU cycles, PIM end and PIM busy cycles per channel) of a stage where the NPU
+        runs ``chain`` while the PIM runs ``attn`` (None: the PIM idles). The vector units also run the PIM
         sub-batch's softmax; the NPU's HBM streams share the channels with the PIM tiles
         (:func:`neupims.devices.pim_contention.contention`, measured on the command-level
         model: a stream keeps ``stream_share`` of its rate while the PIM works, none in
         blocked mode, and the PIM takes ``pim_stretch`` times longer meanwhile)."""
         if attn is None or attn.pim is None:
-            return chain.cycles, None
+            return chain.cycles, None, None
         c = contention(self.mem, self.dual)
         pim_end = float(attn.busy.max())
         npu, active = overlap(chain.segments, pim_end, c.stream_share)
         npu = max(npu, chain.vector + attn.npu.cycles)
         stretch = 1.0 + (c.pim_stretch - 1.0) * (active / pim_end if pim_end > 0 else 0.0)
-        return npu, attn.pim * stretch
+        return npu, attn.pim * stretch, attn.busy * stretch
 
     def build_stages(self, sbs: list[SubBatch], sbi: bool, n: int) -> list[Stage]:
         stages: list[Stage] = []
@@ -440,7 +479,15 @@ class NpuPimSystem(System):
             for layer in range(n):
                 stages.append(Stage("QKV", layer, sb.qkv.cycles, "QKV"))
                 stages.append(
-                    Stage("MHA", layer, sb.attn.npu.cycles, where, sb.attn.pim, f"L{layer} MHA")
+                    Stage(
+                        "MHA",
+                        layer,
+                        sb.attn.npu.cycles,
+                        where,
+                        sb.attn.pim,
+                        f"L{layer} MHA",
+                        pim_busy=sb.attn.busy,
+                    )  # fmt: skip
                 )
                 stages.append(
                     Stage("ProjFFN", layer, sb.pf.cycles, "Proj+FFN", None, "", sb.pf.link)
@@ -449,8 +496,8 @@ class NpuPimSystem(System):
         s1, s2 = sbs
 
         def st(label, layer, chain, what, attn, pwhat):
-            npu, pim = self._stage(chain, attn)
-            return Stage(label, layer, npu, what, pim, pwhat, chain.link)
+            npu, pim, busy = self._stage(chain, attn)
+            return Stage(label, layer, npu, what, pim, pwhat, chain.link, busy)
 
         stages.append(st("A", 0, s1.qkv, "QKV SB1", None, ""))
         stages.append(st("B", 0, s2.qkv, "QKV SB2", s1.attn, "L0 MHA SB1"))
@@ -582,5 +629,6 @@ def _pim_stage_busy(stages: list[Stage]) -> dict[str, dict[str, float]]:
         if s.pim is None:
             out[s.label] = {"max": 0.0, "mean": 0.0}
         else:
-            out[s.label] = {"max": float(s.pim.max()), "mean": float(s.pim.mean())}
+            busy = s.pim if s.pim_busy is None else s.pim_busy
+            out[s.label] = {"max": float(busy.max()), "mean": float(busy.mean())}
     return out

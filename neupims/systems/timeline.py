@@ -30,6 +30,9 @@ class Stage:
     pim: np.ndarray | None = None
     pim_what: str = ""
     link: float = 0.0  # cycles of the NPU chain spent waiting on TP all-reduce (inside npu)
+    #: cycles each channel's PIM has work (None: as ``pim``); ``pim`` is when each channel's
+    #: part of the stage ends, which a barrier between phases makes later than its work
+    pim_busy: np.ndarray | None = None
 
     @property
     def pim_max(self) -> float:
