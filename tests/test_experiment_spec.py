@@ -239,6 +239,9 @@ def test_set_overrides_a_base_key_and_refuses_a_swept_one(tmp_path):
     exp = load_experiment(f, _assignments(["x=2.5"]))
     assert [p.config["x"] for p in exp.points] == [2.5, 2.5]
     assert "# --set x=2.5" in exp.text
+    import yaml
+
+    assert yaml.safe_load(exp.text)["base"]["x"] == 2.5  # the stored experiment is what ran
     with pytest.raises(ConfigError, match="--set y: the experiment sweeps 'y'"):
         load_experiment(f, {"y": 3})
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):

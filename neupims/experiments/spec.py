@@ -477,7 +477,9 @@ def load_experiment(
         text = Path(experiment).read_text()
     if sets:
         data = set_base(data, sets, source)
-        text += "".join(f"# --set {k}={yaml.safe_dump(v).strip()}\n" for k, v in sets.items())
+        # the stored experiment is the one that runs: the file with the --set keys applied
+        text = "".join(f"# --set {k}={json.dumps(v)}\n" for k, v in sets.items())
+        text = f"# {source} with:\n{text}" + yaml.safe_dump(data, sort_keys=False)
     spec = validate(ExperimentSpec, data, source)
     kinds = all_kinds()
     if spec.kind not in kinds:
