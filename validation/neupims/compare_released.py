@@ -105,7 +105,11 @@ def main(argv: list[str]) -> int:
     if args.preset == "released" or args.output:
         cols = list(rows[0])
         text = (
-            ",".join(cols) + "\n" + "".join(",".join(str(r[c]) for c in cols) + "\n" for r in rows)
+            ",".join(cols)
+            + "\n"
+            + "".join(
+                ",".join("" if r[c] is None else str(r[c]) for c in cols) + "\n" for r in rows
+            )
         )
         atomic_write_text(out, text)
     w = max(len(r["what"]) for r in rows)
