@@ -116,7 +116,8 @@ def run_suite(pairs: Sequence[tuple[Op, int]], min_time: float = 0.05, progress=
     """Time every (op, threads) pair. The BLAS thread count is set in process (threadpoolctl
     or OpenBLAS through ctypes); when neither works, each thread count runs in a subprocess
     started with the thread environment variables set (:data:`THREAD_ENV`)."""
-    from neupims.devices.cpu_fit import BlasThreads, measure
+    from neupims.devices.cpu_fit import measure
+    from neupims.devices.cpu_probe import BlasThreads
 
     ctl = ctl or BlasThreads()
     if not ctl.available:
