@@ -13,6 +13,7 @@ import traceback
 from typing import Any
 
 from neupims import __version__
+from neupims.experiments.kinds import KINDS, get_kind
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -32,8 +33,6 @@ def _scalar(name: str, value: Any) -> Any:
 
 
 def _kind(name: str):
-    from neupims.experiments.kinds import KINDS, get_kind
-
     return KINDS.get(name) or get_kind(name)
 
 
