@@ -154,19 +154,13 @@ def _run_in_subprocesses(pairs: Sequence[tuple[Op, int]], min_time: float):
             # the request reuses the measurement format with zero timings
             write_measurements(src, [Measurement(pairs[i][0], p, 0.0, 0.0, 0) for i in idx])
             env = {**os.environ, **{k: str(p) for k in THREAD_ENV}}
-            code = ("from neupims.crosscheck.cpu import _worker; "
-                    f"_worker({str(src)!r}, {str(dst)!r}, {min_time!r})")  # fmt: skip
+            # the subprocess imports only the measuring module (no pandas, no matplotlib)
+            code = ("from neupims.devices.cpu_fit import measure_requests; "
+                    f"measure_requests({str(src)!r}, {str(dst)!r}, {min_time!r})")  # fmt: skip
             subprocess.run([sys.executable, "-c", code], env=env, check=True)
             for i, m in zip(idx, read_measurements(dst), strict=True):
                 out[i] = m
     return [m for m in out if m is not None]
-
-
-def _worker(src: str, dst: str, min_time: float) -> None:
-    """Subprocess side of :func:`_run_in_subprocesses`: time the requested ops as they come
-    (threads fixed by the environment) and write the measurements."""
-    reqs = read_measurements(src)
-    write_measurements(Path(dst), [measure(r.op, r.threads, None, min_time) for r in reqs])
 
 
 def report(hw, rows, outdir: Path) -> dict[str, float]:

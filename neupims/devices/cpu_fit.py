@@ -209,6 +209,14 @@ def read_measurements(path: str | Path) -> list[Measurement]:
     return out
 
 
+def measure_requests(src: str | Path, dst: str | Path, min_time: float) -> None:
+    """Time the ops a measurement file ``src`` requests (its timings are ignored), as they
+    come, with the BLAS threads the environment fixed, and write the measurements to ``dst``
+    (the subprocess side of ``neupims.crosscheck.cpu.run_suite`` without thread control)."""
+    reqs = read_measurements(src)
+    write_measurements(Path(dst), [measure(r.op, r.threads, None, min_time) for r in reqs])
+
+
 # --------------------------------------------------------------------------- model side
 def op_class(op: Op, threads: int) -> str:
     """Error class of a measurement, e.g. ``gemm fp32 1t``."""

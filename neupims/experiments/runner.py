@@ -306,6 +306,8 @@ def run(
         {
             "key": p.key,
             "kind": exp.kind.name,
+            # the module that registers the kind: a worker imports it alone, not every kind
+            "kind_module": exp.kind.run_point.__module__,
             "index": p.index,
             "swept": p.swept,
             "config": p.config,
