@@ -28,8 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from neupims.atomic import atomic_write_text
+from neupims.devices.gpu import DEFAULTS, GpuModel
+from neupims.devices.gpu_conv import im2win_window_bytes, window_copy_time
 from neupims.errors import ConfigError, NeupimsError, TraceError
 from neupims.ops import Op, dtype_bytes, op_from_row
+from neupims.textio import read_text
+from neupims.workloads import trace
 
 #: constants fitted per group, in fitting order; each group is fitted on its own samples
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -152,8 +157,6 @@ def _conv_settings(row: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    from neupims.textio import read_text
-
     rd = csv.DictReader(io.StringIO(read_text(path, TraceError), newline=""), strict=True)
     try:
         return list(rd.fieldnames or []), list(rd)
@@ -197,8 +200,6 @@ def _op_samples(path: Path, rows: list[dict[str, str]]) -> list[Sample]:
                 f"{path}: line {i}: measured_s must be a positive number of seconds, got {measured}"
             )
         if kind == "transform":
-            from neupims.devices.gpu_conv import im2win_window_bytes
-
             if not im2win_window_bytes(op):
                 continue  # the window tensor is the input itself: nothing to time
         key = "|".join([row.get("suite", ""), row.get("impl", ""), algo, repr(op)])
@@ -218,8 +219,6 @@ def step_ops(model: str, phase: str, batch: int, seq: int, dtype: str = "fp16") 
     """Ops of one measured step: the whole trace ``neupims trace`` writes for it, in order
     (what ``neupims replay`` costs). A measured decode step attends to ``seq`` keys, the
     trace's decode step over ``seq - 1`` cached tokens does the same."""
-    from neupims.workloads import trace
-
     ctx = seq - 1 if phase == "decode" else seq
     return tuple(t.op for t in trace(model, phase, batch, ctx, dtype=dtype))
 
@@ -276,8 +275,6 @@ def load_measurements(paths: Iterable[str | Path]) -> list[Sample]:
 # --------------------------------------------------------------------------- prediction
 def gpu_model(hw, eff: dict[str, float] | None = None):
     """A fresh GPU model of ``hw`` with ``eff`` overriding its efficiency constants."""
-    from neupims.devices.gpu import GpuModel
-
     if eff is not None:
         hw = hw.model_copy(update={"efficiency": {**hw.efficiency, **eff}})
     return GpuModel(hw)
@@ -289,8 +286,6 @@ def predict_sample(model, s: Sample) -> float:
     if s.kind == "op":
         return model.estimate(s.op).latency_s
     if s.kind == "transform":
-        from neupims.devices.gpu_conv import window_copy_time
-
         return window_copy_time(model, s.op)
     # whole steps: the GPU step model (GpuModel.step), as `neupims replay` applies it
     dispatch = "graph" if s.kind == "e2e_graph" else "eager"
@@ -351,8 +346,6 @@ def calibrate(
     hw, samples: Sequence[Sample], groups: dict[str, tuple[str, ...]] | None = None
 ) -> FitResult:
     """Fit each group's constants on that group's non-held-out samples."""
-    from neupims.devices.gpu import DEFAULTS
-
     if getattr(hw, "kind", None) != "gpu":
         raise ConfigError(f"calibrate fits GPU configs; {getattr(hw, 'name', hw)} is not one")
     groups = GROUPS if groups is None else groups
@@ -445,8 +438,6 @@ def write_efficiency(
     keeping every other line (and its source comments) as it is; atomic. ``keys``: the
     constants to write (default: every known one in ``eff``); constants left out fall back
     to their documented defaults when the config is loaded."""
-    from neupims.atomic import atomic_write_text
-
     path = Path(path)
     lines = path.read_text().splitlines()
     kept: list[str] = []
@@ -463,8 +454,6 @@ def write_efficiency(
         kept.pop()
     kept.append(f"efficiency_provenance: {json.dumps(provenance)}")
     kept.append("efficiency:                  # fitted constants (see neupims/devices/gpu.py)")
-    from neupims.devices.gpu import DEFAULTS
-
     for k in sorted(set(eff if keys is None else keys) & set(eff) & set(DEFAULTS)):
         kept.append(f"  {k}: {eff[k]:.5g}")
     atomic_write_text(path, "\n".join(kept) + "\n")

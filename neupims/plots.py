@@ -1,4 +1,5 @@
-"""Paper-style figures from an experiment's results (matplotlib, Agg backend).
+"""Paper-style figures from an experiment's results (matplotlib's object API: no pyplot, so no
+global backend or figure state; PNG through Agg, PDF through the PDF backend).
 
 Four figure types (see :class:`neupims.experiments.spec.FigureSpec`): ``lines``,
 ``grouped_bars`` (optionally normalised to one bar per group), ``parity`` (log-log, y = x
@@ -14,10 +15,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from neupims.atomic import atomic_open
+from neupims.config import load_hw
+from neupims.config.loader import load_yaml, validate
+from neupims.devices.roofline import peak_bandwidth
 from neupims.errors import ConfigError
+from neupims.experiments.spec import ExperimentSpec
 
 DPI = 200
 GRAYS = ("0.0", "0.45", "0.7", "0.25", "0.85", "0.6")
@@ -83,8 +90,6 @@ def _ordered(values: pd.Series, order: list[Any] | None = None) -> list[Any]:
 
 
 def _facets(fig_spec, df: pd.DataFrame):
-    import matplotlib.pyplot as plt
-
     groups = (
         [(None, df)]
         if not fig_spec.facet
@@ -96,9 +101,8 @@ def _facets(fig_spec, df: pd.DataFrame):
     n = len(groups)
     ncols = min(n, 4)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, sharey=True
-    )
+    fig = Figure(figsize=(4.2 * ncols, 3.4 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
     flat = axes.ravel().tolist()
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -203,8 +207,6 @@ def _grouped_bars(fs, df: pd.DataFrame):
 
 
 def _parity(fs, df: pd.DataFrame):
-    import numpy as np
-
     fig, panels = _facets(fs, df)
     for ax, sub in panels:
         vals = pd.concat([sub[fs.x], sub[fs.y]]).astype(float)
@@ -251,9 +253,6 @@ def _parity(fs, df: pd.DataFrame):
 def _roofs(fs, df: pd.DataFrame) -> list[tuple[str | None, float, float]]:
     """(label, peak FLOP/s, bandwidth B/s) of each roof to draw."""
     if fs.hw is not None:
-        from neupims.config import load_hw
-        from neupims.devices.roofline import peak_bandwidth
-
         hw = load_hw(fs.hw)
         return [(getattr(hw, "name", fs.hw), hw.peak_flops(fs.dtype), peak_bandwidth(hw))]
 
@@ -271,8 +270,6 @@ def _roofs(fs, df: pd.DataFrame) -> list[tuple[str | None, float, float]]:
 
 
 def _roofline(fs, df: pd.DataFrame):
-    import numpy as np
-
     fig, panels = _facets(fs, df)
     for ax, sub in panels:
         flops = sub[fs.flops].astype(float)
@@ -424,11 +421,6 @@ def draw_figures(
     formats: Sequence[str] = ("png", "pdf"),
 ) -> list[Path]:
     """Draw every figure spec from the ``ok`` rows of ``df``; return the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     outdir = Path(outdir)
     data = df[df["status"] == "ok"] if "status" in df.columns else df
     written: list[Path] = []
@@ -448,7 +440,6 @@ def draw_figures(
             with atomic_open(path, "wb") as fh:
                 fig.savefig(fh, format=fmt, dpi=DPI)
             written.append(path)
-        plt.close(fig)
     return written
 
 
@@ -456,9 +447,6 @@ def plot_dir(
     folder: str | Path, outdir: str | Path | None = None, formats: Sequence[str] = ("png", "pdf")
 ) -> list[Path]:
     """Redraw the figures of an experiment folder written by ``neupims run``."""
-    from neupims.config.loader import load_yaml, validate
-    from neupims.experiments.spec import ExperimentSpec
-
     folder = Path(folder)
     exp_file, csv = folder / "experiment.yaml", folder / "results.csv"
     for f in (exp_file, csv):

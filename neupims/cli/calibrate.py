@@ -7,11 +7,24 @@ calibrated YAML (:mod:`neupims.cli.calibrate_cpu`)."""
 from __future__ import annotations
 
 import argparse
+import csv
 import glob
 import math
 import time
 from pathlib import Path
 
+from neupims.atomic import atomic_open
+from neupims.calibrate import (
+    GROUPS,
+    calibrate,
+    error_report,
+    load_measurements,
+    per_sample_table,
+    write_efficiency,
+)
+from neupims.cli.calibrate_cpu import run_cpu
+from neupims.config import load_hw
+from neupims.config.loader import resolve
 from neupims.errors import ConfigError
 
 
@@ -65,8 +78,6 @@ def _expand(patterns: list[str]) -> list[str]:
 
 
 def _fitted_groups(fit) -> list[str]:
-    from neupims.calibrate import GROUPS
-
     return [g for g, names in GROUPS.items() if set(names) <= set(fit.fitted)]
 
 
@@ -82,22 +93,7 @@ def _table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import csv
-
-    from neupims.atomic import atomic_open
-    from neupims.calibrate import (
-        calibrate,
-        error_report,
-        load_measurements,
-        per_sample_table,
-        write_efficiency,
-    )
-    from neupims.config import load_hw
-    from neupims.config.loader import resolve
-
     if args.hw == "cpu":
-        from neupims.cli.calibrate_cpu import run_cpu
-
         return run_cpu(args)
     if not args.measured:
         raise ConfigError(f"{args.hw}: --measured CSV... is required to calibrate a GPU config")
@@ -108,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
     samples = load_measurements(files)
     print(f"{len(samples)} measured samples from {len(files)} file(s); before fitting:")
     print(_table(error_report(hw, samples)))
-    from neupims.calibrate import GROUPS
-
     groups = None
     if args.groups:
         names = [g.strip() for g in args.groups.split(",") if g.strip()]

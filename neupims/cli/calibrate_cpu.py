@@ -11,11 +11,11 @@ import argparse
 import sys
 import time
 
+from neupims.devices import cpu_calibrate, cpu_fit
+from neupims.errors import ConfigError
+
 
 def run_cpu(args: argparse.Namespace) -> int:
-    from neupims.devices import cpu_calibrate, cpu_fit
-    from neupims.errors import ConfigError
-
     if args.measured or args.write:
         raise ConfigError("--hw cpu: --measured and --write are for GPU configs; "
                           "the CPU is measured live (use -o to choose the file)")  # fmt: skip

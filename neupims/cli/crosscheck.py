@@ -8,7 +8,11 @@ import argparse
 import inspect
 from pathlib import Path
 
+import neupims.devices  # noqa: F401  registers --hw cpu
+from neupims.config import load_hw
+from neupims.crosscheck import get_checker
 from neupims.errors import NeupimsError
+from neupims.workloads.trace_io import read_trace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,11 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import neupims.devices  # noqa: F401  registers --hw cpu
-    from neupims.config import load_hw
-    from neupims.crosscheck import get_checker
-    from neupims.workloads.trace_io import read_trace
-
     hw = load_hw(args.hw)
     trace = read_trace(args.trace) if args.trace else None
     try:

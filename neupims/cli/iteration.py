@@ -15,6 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from neupims.errors import ConfigError, TraceError
+from neupims.limits import MAX_SEQ_LEN, limit_text
+from neupims.systems.base import build_system
+from neupims.systems.placement import place_all
+from neupims.systems.timeline import write_chrome_trace
+from neupims.textio import read_text
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,9 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def read_snapshot(path: str | Path, channels: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Read ``seq_len,ch_idx`` rows for a memory of ``channels`` channels (None: any channel
     index is accepted); errors name the file and line. ``seq_len`` is at most :data:`neupims.limits.MAX_SEQ_LEN` tokens."""
-    from neupims.limits import MAX_SEQ_LEN, limit_text
-    from neupims.textio import read_text
-
     path = Path(path)
     text = read_text(path, TraceError).removeprefix("\ufeff")
     rows = csv.reader(io.StringIO(text), strict=True)
@@ -97,10 +99,6 @@ def _snapshot_rows(rows, path: Path, channels: int | None, max_seq: int, max_tex
 
 
 def run(args: argparse.Namespace) -> int:
-    from neupims.systems.base import build_system
-    from neupims.systems.placement import place_all
-    from neupims.systems.timeline import write_chrome_trace
-
     overrides = {}
     if args.placement:
         overrides["placement"] = args.placement

@@ -12,6 +12,13 @@ import argparse
 import json
 import time
 
+from neupims.config import load_hw
+from neupims.devices import hbm_channel as H
+from neupims.devices import pim
+from neupims.devices.hbm_checker import check_log
+from neupims.errors import ConfigError
+from neupims.limits import MAX_MEMSIM_REQUESTS, limit_text
+
 PATTERNS = ("stream-read", "random-read", "pim-gemv", "pim-gemv+stream-read")
 
 
@@ -36,8 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _gemv_shape(text: str) -> tuple[int, int]:
-    from neupims.errors import ConfigError
-
     try:
         rows, cols = (int(x) for x in text.lower().split("x"))
     except ValueError:
@@ -59,12 +64,6 @@ def simulate_pattern(
     check=False,
 ) -> dict:
     """Run ``pattern`` on one channel; return the result mapping printed by the CLI."""
-    from neupims.devices import hbm_channel as H
-    from neupims.devices import pim
-    from neupims.devices.hbm_checker import check_log
-    from neupims.errors import ConfigError
-    from neupims.limits import MAX_MEMSIM_REQUESTS, limit_text
-
     if pattern.startswith("pim") and not mem.pim.enabled:
         raise ConfigError(f"{mem.name}: pattern {pattern!r} needs pim.enabled: true")
     if requests <= 0:
@@ -127,9 +126,6 @@ def simulate_pattern(
 
 
 def run(args: argparse.Namespace) -> int:
-    from neupims.config import load_hw
-    from neupims.errors import ConfigError
-
     mem = load_hw(args.hw)
     if mem.kind != "memory":
         raise ConfigError(f"--hw {args.hw}: kind is {mem.kind!r}; memsim needs a memory config")

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from matplotlib.figure import Figure
+
+from neupims.errors import ConfigError
+from neupims.plots import plot_dir
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,11 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from matplotlib.figure import Figure
-
-    from neupims.errors import ConfigError
-    from neupims.plots import plot_dir
-
     formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
     known = sorted(Figure().canvas.get_supported_filetypes())
     bad = [f for f in formats if f not in known]

@@ -6,6 +6,9 @@ import argparse
 import json
 
 from neupims.atomic import atomic_open, atomic_write_text
+from neupims.config import load_hw
+from neupims.replay import fits_warning, replay_step, step_text
+from neupims.workloads.trace_io import read_trace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,10 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neupims.config import load_hw
-    from neupims.replay import fits_warning, replay_step, step_text
-    from neupims.workloads.trace_io import read_trace
-
     trace = read_trace(args.trace)
     hw = load_hw(args.hw)
     df, step = replay_step(trace, hw, args.model, args.dispatch)

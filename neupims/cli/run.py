@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+import yaml
+
+from neupims.errors import ConfigError
+from neupims.experiments.kinds import all_kinds
+from neupims.experiments.runner import default_outdir
+from neupims.experiments.runner import run as run_experiment
+from neupims.experiments.spec import load_experiment
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -53,14 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neupims.errors import ConfigError
-    from neupims.experiments import load_experiment
-    from neupims.experiments import run as run_experiment
-    from neupims.experiments.runner import default_outdir
-
     if args.list_kinds:
-        from neupims.experiments.kinds import all_kinds
-
         for name, kind in sorted(all_kinds().items()):
             keys = ", ".join(kind.schema.model_fields)
             print(f"{name}: {kind.description}\n    keys: {keys}")
@@ -98,10 +99,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _assignments(items: list[str]) -> dict:
     """``KEY=VALUE`` strings to a mapping, each VALUE read as YAML (safely)."""
-    import yaml
-
-    from neupims.errors import ConfigError
-
     out = {}
     for item in items:
         key, sep, value = item.partition("=")

@@ -4,6 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from neupims.errors import NeupimsError
+from neupims.workloads import get_model, list_models, trace, write_trace
+from neupims.workloads.specs import CnnSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,15 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def model_table() -> str:
     """One line per model: name, kind, layers, d_model, heads/kv, parameters."""
-    from neupims.workloads import get_model, list_models
-    from neupims.workloads.specs import CnnSpec
-
     rows = [("name", "kind", "layers", "d_model", "heads/kv", "params")]
     for name in list_models():
         m = get_model(name)
         if isinstance(m, CnnSpec):
-            from neupims.workloads import trace
-
             ops = trace(name, "prefill", 1, 1)
             convs = sum(1 for t in ops if t.op.name in ("conv2d", "gemm"))
             params = sum(
@@ -73,11 +73,6 @@ def _human(n: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
-    from neupims.errors import NeupimsError
-    from neupims.workloads import trace, write_trace
-
     if args.list:
         print(model_table())
         return 0

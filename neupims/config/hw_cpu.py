@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field
 
 from neupims.config.base import PosFloat, PosInt, Spec, key_of
+from neupims.ops import dtype_bytes
 
 #: Dimensionless constants of the CPU model, their meaning and the value used when a config
 #: does not give one. Defaults are assumptions stated in docs/cpu.md; measured machines get
@@ -102,8 +103,6 @@ class CpuConfig(Spec):
 
     def flops_per_cycle_core(self, dtype: str) -> float:
         """Peak FLOPs per cycle of one core for ``dtype`` (one FMA = 2 FLOPs)."""
-        from neupims.ops import dtype_bytes
-
         if dtype in self.flops_per_cycle:
             return float(self.flops_per_cycle[dtype])
         lanes = self.simd_bits / (8 * dtype_bytes(dtype))

@@ -18,10 +18,28 @@ after a warm-up, and multi-threaded times on a busy 2-core VM vary the most (doc
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from neupims.crosscheck import register_checker
+import pandas as pd
+
+from neupims.atomic import atomic_write_text
+from neupims.crosscheck import register_checker, too_big
+from neupims.crosscheck.report import write_report
+from neupims.devices.cpu_detect import describe_detection, this_cpu
+from neupims.devices.cpu_fit import (
+    Measurement,
+    kernel,
+    measure,
+    op_class,
+    predict,
+    read_measurements,
+    write_measurements,
+)
+from neupims.devices.cpu_probe import BlasThreads
 from neupims.ops import Conv2d, Elementwise, Gemm, Gemv, Op
 
 SUITES = ("quick", "default", "full")
@@ -90,9 +108,6 @@ def suite_ops(suite: str, all_threads: int) -> list[tuple[Op, int]]:
 def _trace_ops(
     trace, all_threads: int, ram_bytes: float | None = None
 ) -> tuple[list[tuple[Op, int]], list[str]]:
-    from neupims.crosscheck import too_big
-    from neupims.devices.cpu_fit import kernel
-
     ops, skipped = [], []
     for t in trace:
         if why := too_big(t.op, ram_bytes):  # before kernel(), which allocates the operands
@@ -116,8 +131,6 @@ def run_suite(pairs: Sequence[tuple[Op, int]], min_time: float = 0.05, progress=
     """Time every (op, threads) pair. The BLAS thread count is set in process (threadpoolctl
     or OpenBLAS through ctypes); when neither works, each thread count runs in a subprocess
     started with the thread environment variables set (:data:`THREAD_ENV`)."""
-    from neupims.devices.cpu_fit import BlasThreads, measure
-
     ctl = ctl or BlasThreads()
     if not ctl.available:
         return _run_in_subprocesses(pairs, min_time), "subprocess with " + "/".join(THREAD_ENV)
@@ -131,12 +144,6 @@ def run_suite(pairs: Sequence[tuple[Op, int]], min_time: float = 0.05, progress=
 
 
 def _run_in_subprocesses(pairs: Sequence[tuple[Op, int]], min_time: float):
-    import subprocess
-    import sys
-    import tempfile
-
-    from neupims.devices.cpu_fit import Measurement, read_measurements, write_measurements
-
     by_threads: dict[int, list[int]] = {}
     for i, (_, p) in enumerate(pairs):
         by_threads.setdefault(p, []).append(i)
@@ -147,30 +154,17 @@ def _run_in_subprocesses(pairs: Sequence[tuple[Op, int]], min_time: float):
             # the request reuses the measurement format with zero timings
             write_measurements(src, [Measurement(pairs[i][0], p, 0.0, 0.0, 0) for i in idx])
             env = {**os.environ, **{k: str(p) for k in THREAD_ENV}}
-            code = ("from neupims.crosscheck.cpu import _worker; "
-                    f"_worker({str(src)!r}, {str(dst)!r}, {min_time!r})")  # fmt: skip
+            # the subprocess imports only the measuring module (no pandas, no matplotlib)
+            code = ("from neupims.devices.cpu_fit import measure_requests; "
+                    f"measure_requests({str(src)!r}, {str(dst)!r}, {min_time!r})")  # fmt: skip
             subprocess.run([sys.executable, "-c", code], env=env, check=True)
             for i, m in zip(idx, read_measurements(dst), strict=True):
                 out[i] = m
     return [m for m in out if m is not None]
 
 
-def _worker(src: str, dst: str, min_time: float) -> None:
-    """Subprocess side of :func:`_run_in_subprocesses`: time the requested ops as they come
-    (threads fixed by the environment) and write the measurements."""
-    from neupims.devices.cpu_fit import measure, read_measurements, write_measurements
-
-    reqs = read_measurements(src)
-    write_measurements(Path(dst), [measure(r.op, r.threads, None, min_time) for r in reqs])
-
-
 def report(hw, rows, outdir: Path) -> dict[str, float]:
     """Write the CSVs and the parity plot; return MAPE (%) per class plus ``all``."""
-    import pandas as pd
-
-    from neupims.crosscheck.report import write_report
-    from neupims.devices.cpu_fit import op_class, predict
-
     recs = []
     for r in rows:
         pred = predict(hw, r.op, r.threads)
@@ -200,9 +194,6 @@ def report(hw, rows, outdir: Path) -> dict[str, float]:
 @register_checker("cpu")
 def check(hw, trace, outdir: Path, quick: bool = False, suite: str | None = None) -> int:
     """Time the suite (or the NumPy-runnable ops of ``trace``) and compare with ``hw``."""
-    from neupims.atomic import atomic_write_text
-    from neupims.devices.cpu_detect import describe_detection, this_cpu
-
     outdir = Path(outdir)
     det = this_cpu()
     desc = describe_detection(det)

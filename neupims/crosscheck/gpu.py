@@ -23,7 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from neupims.atomic import atomic_write_text
 from neupims.crosscheck import register_checker, too_big
+from neupims.crosscheck.report import write_report
+from neupims.devices import get_model
 from neupims.errors import NeupimsError
 from neupims.ops import Attention, Conv2d, Elementwise, Gemm, Op, QuantGemm
 
@@ -180,12 +185,6 @@ def time_ops(ops: list[Op], progress: Callable[[int, int, Op], None] | None = No
 
 def report(hw, rows, env: dict, outdir: Path) -> dict[str, float]:
     """Write measured vs predicted, the errors per class and the parity plot."""
-    import pandas as pd
-
-    from neupims.atomic import atomic_write_text
-    from neupims.crosscheck.report import write_report
-    from neupims.devices import get_model
-
     model = get_model(hw)
     recs = []
     for op, t, n in rows:

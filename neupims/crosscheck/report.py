@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from neupims.atomic import atomic_open
 
@@ -41,12 +42,8 @@ def write_report(
 
 def parity_plot(df: pd.DataFrame, path: Path, title: str, xlabel: str, band: float) -> None:
     """Log-log predicted vs measured, one marker per class, y = x and a +-band region."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     shades = itertools.cycle(["0.0", "0.35", "0.6"])
     for (cls, g), marker in zip(df.groupby("class"), itertools.cycle(_MARKERS), strict=False):
         ax.scatter(g["measured_s"], g["predicted_s"], s=14, marker=marker,
@@ -62,4 +59,3 @@ def parity_plot(df: pd.DataFrame, path: Path, title: str, xlabel: str, band: flo
     fig.tight_layout()
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=150)
-    plt.close(fig)

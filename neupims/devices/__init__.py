@@ -1,7 +1,8 @@
 """Layer 3: cost of one op on one device. ``get_model(hw)`` picks the registered model.
 
 Importing this package also registers the run-time hardware name ``cpu`` (this machine,
-:mod:`neupims.devices.cpu_detect`) with the config layer's ``load_hw``.
+:mod:`neupims.devices.cpu_detect`) with the config layer's ``load_hw``, which it re-exports
+(``neupims.load_hw`` is this one: it knows ``cpu``).
 
 Device-model modules self-register on import; :data:`MODEL_MODULES` lists those that are
 imported when the registry is first used, so a new device is one module plus one line.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 
+from neupims.config import load_hw
 from neupims.devices import cpu_detect as _cpu_detect  # noqa: F401  registers --hw cpu
 from neupims.devices.base import DEFAULT_MODEL, DEVICE_MODELS, Cost, DeviceModel, register_device
 from neupims.errors import ConfigError
@@ -76,6 +78,7 @@ __all__ = [
     "Cost",
     "DeviceModel",
     "get_model",
+    "load_hw",
     "load_models",
     "register_device",
 ]

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 from neupims.config.hw_cpu import CpuConfig
 from neupims.devices.base import Cost, DeviceModel, register_device
-from neupims.devices.roofline import footprint
+from neupims.devices.roofline import Roofline, footprint
 from neupims.ops import (
+    ELEMENTWISE_KINDS,
     Attention,
     Conv2d,
     Elementwise,
@@ -226,8 +227,6 @@ def elementwise_time(
 ) -> tuple[float, dict]:
     """Streaming kernel: reads ``n_in`` and writes one tensor (write-allocate adds a read
     when the output does not stay in cache); vector ALU work overlaps the traffic."""
-    from neupims.ops import ELEMENTWISE_KINDS
-
     fl, n_in, n_out = ELEMENTWISE_KINDS[op.kind]
     p = threads or max(1, min(hw.nthreads, op.elems // ELEMENTWISE_GRAIN))
     b = dtype_bytes(op.dtype)
@@ -427,8 +426,6 @@ class CpuModel(DeviceModel):
             t, d = pool_time(hw, op)
             d["bound"] = "memory"
         else:
-            from neupims.devices.roofline import Roofline
-
             c = Roofline(hw).estimate(op)
             return Cost(
                 c.latency_s,

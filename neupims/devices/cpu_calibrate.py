@@ -18,6 +18,7 @@ Every timing takes a ``clock`` so tests can run the pipeline with a fake one.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
 
+import yaml
+
+from neupims.atomic import atomic_write_text
+from neupims.config.hardware import parse_hw
 from neupims.config.hw_cpu import EFFICIENCY_KEYS, CpuConfig
 from neupims.devices import cpu_fit, cpu_probe
 from neupims.devices.cpu_detect import (
@@ -168,7 +173,7 @@ def calibrate(
     det = det or detect()
     cfg = det.config
     date = time.strftime("%Y-%m-%d")
-    ctl = cpu_fit.BlasThreads()
+    ctl = cpu_probe.BlasThreads()
     others = cpu_probe.OtherLoad()
     try:
         say("measuring bandwidths (L2, L3, beyond the LLC; 1 and all threads) ...")
@@ -255,8 +260,6 @@ def calibrate(
 
 # --------------------------------------------------------------------------- YAML
 def _scalar(v) -> str:
-    import json
-
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -307,11 +310,6 @@ def write_cpu_yaml(
     path: str | Path, cfg: CpuConfig, labels: dict[str, str], header: Sequence[str] = ()
 ) -> Path:
     """Write :func:`cpu_yaml_text` atomically; check first that it reads back as ``cfg``."""
-    import yaml
-
-    from neupims.atomic import atomic_write_text
-    from neupims.config.hardware import parse_hw
-
     text = cpu_yaml_text(cfg, labels, header)
     back = parse_hw(yaml.safe_load(text), str(path))
     if back != cfg:  # a formatting bug must not produce a file that means something else

@@ -28,9 +28,16 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from time import perf_counter
 
-from neupims.config.hardware import register_hw_name
+import numpy as np
+import threadpoolctl
+
+from neupims.config.hardware import parse_hw, register_hw_name
 from neupims.config.hw_cpu import CpuConfig
+from neupims.config.loader import load_yaml
+from neupims.devices import cpu_probe
+from neupims.devices.cpu_probe import BlasThreads
 from neupims.errors import ConfigError
 
 SYS_CPU = Path("/sys/devices/system/cpu")
@@ -203,18 +210,12 @@ def _caches() -> dict[str, tuple[int, bool]]:
 
 
 def blas_info() -> str:
-    """Name and version of the BLAS NumPy uses (threadpoolctl if present, else numpy)."""
+    """Name and version of the BLAS NumPy uses (threadpoolctl when it sees the library,
+    else NumPy's build configuration)."""
+    for lib in threadpoolctl.threadpool_info():
+        if lib.get("user_api") == "blas":
+            return f"{lib.get('internal_api')} {lib.get('version')}"
     try:
-        import threadpoolctl
-
-        for lib in threadpoolctl.threadpool_info():
-            if lib.get("user_api") == "blas":
-                return f"{lib.get('internal_api')} {lib.get('version')}"
-    except ImportError:
-        pass
-    try:
-        import numpy as np
-
         cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         return f"{cfg.get('name')} {cfg.get('version')}"
     except Exception:  # numpy < 1.25 has no dict mode
@@ -225,25 +226,22 @@ def numpy_threads() -> tuple[int, str]:
     """Threads NumPy's BLAS runs a large call with, and how that was found: threadpoolctl
     (what the loaded library reports), else the BLAS environment variables, else one per
     online CPU (what OpenBLAS and MKL default to)."""
-    import numpy  # noqa: F401  loads the BLAS, so threadpoolctl can see it
-
     try:
-        import threadpoolctl
-
-        for lib in threadpoolctl.threadpool_info():
+        for lib in threadpoolctl.threadpool_info():  # NumPy (imported above) loaded the BLAS
             if lib.get("user_api") == "blas":
                 return int(lib["num_threads"]), (
                     f"detected: threadpoolctl ({lib.get('internal_api')} "
                     f"{lib.get('threading_layer', '')}, {lib.get('architecture', '')} kernels)"
                 )
-    except (ImportError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         pass
     for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "OMP_NUM_THREADS"):
         val = os.environ.get(var, "").split(",")[0].strip()
         if val.isdigit() and int(val) > 0:
             return int(val), f"detected: ${var}"
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, n or 1), "assumed: one per usable CPU (no threadpoolctl, no BLAS thread env var)"
+    how = "assumed: one per usable CPU (threadpoolctl sees no BLAS, no BLAS thread env var)"
+    return max(1, n or 1), how
 
 
 def signature(model_name: str, cores: int) -> str:
@@ -408,8 +406,6 @@ def machine_key(det: Detection | None = None) -> str:
     """File-name key of this machine's calibration: :func:`signature` plus a short hash of
     what a calibration depends on (CPU model, cores, ISA, cache sizes, BLAS and its thread
     count, NumPy version), so a new BLAS or ``OPENBLAS_NUM_THREADS=1`` gets its own file."""
-    import numpy as np
-
     det = det or detect()
     c = det.config
     facts = [c.name, c.cores, c.threads, c.simd_bits, c.isa, c.l1d.size_bytes,
@@ -460,9 +456,6 @@ def read_labels(path: Path) -> dict[str, str]:
 
 def load_calibrated(path: Path) -> Detection:
     """A calibrated YAML as a Detection whose sources are the file's own labels."""
-    from neupims.config.hardware import parse_hw
-    from neupims.config.loader import load_yaml
-
     cfg = parse_hw(load_yaml(path), str(path))
     if cfg.kind != "cpu":
         raise ConfigError(f"{path}: kind: expected 'cpu' in a CPU calibration, got {cfg.kind!r}")
@@ -531,11 +524,6 @@ def quick_probe(det: Detection | None = None, clock=None) -> Detection:
     """Detection plus a quick bandwidth probe (about a second): L2 and L3 read bandwidth of
     one core, and DRAM read bandwidth on one and on ``run_threads`` threads over a working
     set of :data:`QUICK_DRAM_BYTES` (which a large LLC may partly hold: then it is high)."""
-    from time import perf_counter
-
-    from neupims.devices import cpu_probe
-    from neupims.devices.cpu_fit import BlasThreads
-
     det = det or detect()
     clock = clock or perf_counter
     cfg = det.config

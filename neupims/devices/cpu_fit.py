@@ -17,19 +17,21 @@ committed measurements of past machines, used as validation data by the tests.
 from __future__ import annotations
 
 import csv
-import ctypes
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
+from neupims.atomic import atomic_open
 from neupims.config.hw_cpu import EFFICIENCY_KEYS, CpuConfig
+from neupims.devices.cpu import CpuModel
+from neupims.devices.cpu_probe import BlasThreads
 from neupims.errors import TraceError
-from neupims.ops import Conv2d, Elementwise, Gemm, Gemv, Op, op_from_row
+from neupims.ops import Conv2d, Elementwise, Gemm, Gemv, Op, op_columns, op_from_row
 
 #: Constants :func:`fit` adjusts (the others keep their defaults).
 FIT_KEYS = (
@@ -44,51 +46,6 @@ FIT_SPAN = 4.0
 FIT_MAX = {"cache_share": 1.0}
 
 NP_DTYPES = {"fp32": np.float32, "fp64": np.float64}
-
-
-# --------------------------------------------------------------------------- threads
-class BlasThreads:
-    """Set the thread count of the OpenBLAS that NumPy loaded (threadpoolctl when it is
-    installed, else the library's own ``openblas_set_num_threads`` through ctypes)."""
-
-    _SYMBOLS = (
-        "scipy_openblas_set_num_threads64_",
-        "scipy_openblas_set_num_threads",
-        "openblas_set_num_threads64_",
-        "openblas_set_num_threads",
-    )
-
-    def __init__(self) -> None:
-        self._setter: Callable[[int], None] | None = None
-        self.how = "none"
-        try:
-            import threadpoolctl
-
-            ctl = threadpoolctl.ThreadpoolController()
-            self._setter = lambda n: ctl.limit(limits=n, user_api="blas")  # noqa: E731
-            self.how = "threadpoolctl"
-            return
-        except ImportError:
-            pass
-        np.dot(np.ones((2, 2)), np.ones((2, 2)))  # make sure the BLAS is loaded
-        maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
-        for lib in sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", maps))):
-            handle = ctypes.CDLL(lib)
-            for sym in self._SYMBOLS:
-                if hasattr(handle, sym):
-                    fn = getattr(handle, sym)
-                    self._setter = lambda n, fn=fn: fn(int(n))  # noqa: E731
-                    self.how = f"ctypes {sym}"
-                    return
-
-    @property
-    def available(self) -> bool:
-        return self._setter is not None
-
-    def set(self, n: int) -> None:
-        if self._setter is None:
-            raise RuntimeError("cannot set the BLAS thread count (no threadpoolctl, no OpenBLAS)")
-        self._setter(n)
 
 
 # --------------------------------------------------------------------------- timing
@@ -116,8 +73,6 @@ def _median_min(
 
 def _conv_im2col(x: np.ndarray, w: np.ndarray, op: Conv2d) -> np.ndarray:
     """NumPy im2col convolution, one image at a time as PyTorch's CPU path."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
     wmat = w.reshape(op.kout, -1)
     out = np.empty((op.batch, op.kout, op.ho * op.wo), dtype=x.dtype)
     for i in range(op.batch):
@@ -224,9 +179,6 @@ COLUMNS_TAIL = ("threads", "t_median_s", "t_min_s", "repeats", "t_cpu_s")
 
 
 def write_measurements(path: Path, rows: Sequence[Measurement]) -> None:
-    from neupims.atomic import atomic_open
-    from neupims.ops import op_columns
-
     cols = ["op", *op_columns(), *COLUMNS_TAIL]
     with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
@@ -257,6 +209,14 @@ def read_measurements(path: str | Path) -> list[Measurement]:
     return out
 
 
+def measure_requests(src: str | Path, dst: str | Path, min_time: float) -> None:
+    """Time the ops a measurement file ``src`` requests (its timings are ignored), as they
+    come, with the BLAS threads the environment fixed, and write the measurements to ``dst``
+    (the subprocess side of ``neupims.crosscheck.cpu.run_suite`` without thread control)."""
+    reqs = read_measurements(src)
+    write_measurements(Path(dst), [measure(r.op, r.threads, None, min_time) for r in reqs])
+
+
 # --------------------------------------------------------------------------- model side
 def op_class(op: Op, threads: int) -> str:
     """Error class of a measurement, e.g. ``gemm fp32 1t``."""
@@ -267,8 +227,6 @@ def op_class(op: Op, threads: int) -> str:
 def predict(hw: CpuConfig, op: Op, threads: int) -> float:
     """Model latency of ``op`` on ``hw`` run with ``threads`` threads, timed in a loop (warm
     caches, as :func:`measure` does); not memoised."""
-    from neupims.devices.cpu import CpuModel
-
     hw_t = hw.model_copy(update={"run_threads": threads, "warm": True})
     return CpuModel(hw_t)._estimate(op).latency_s
 

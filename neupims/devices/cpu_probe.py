@@ -20,16 +20,65 @@ Units: bytes, seconds, GB/s = 1e9 B/s, GFLOP/s = 1e9 FLOP/s.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import re
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from time import perf_counter
 
 import numpy as np
+import threadpoolctl
 
 Clock = Callable[[], float]
+
+
+# --------------------------------------------------------------------------- threads
+class BlasThreads:
+    """Set the thread count of the BLAS that NumPy loaded: through threadpoolctl when it
+    sees that library, else OpenBLAS's own ``openblas_set_num_threads`` through ctypes
+    (a build threadpoolctl does not recognise); :attr:`available` is False when neither can."""
+
+    _SYMBOLS = (
+        "scipy_openblas_set_num_threads64_",
+        "scipy_openblas_set_num_threads",
+        "openblas_set_num_threads64_",
+        "openblas_set_num_threads",
+    )
+
+    def __init__(self) -> None:
+        self._setter: Callable[[int], None] | None = None
+        self.how = "none"
+        ctl = threadpoolctl.ThreadpoolController()  # NumPy (imported above) loaded the BLAS
+        if ctl.select(user_api="blas").info():
+            self._setter = lambda n: ctl.limit(limits=n, user_api="blas")  # noqa: E731
+            self.how = "threadpoolctl"
+            return
+        maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
+        for lib in sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", maps))):
+            handle = ctypes.CDLL(lib)
+            for sym in self._SYMBOLS:
+                if hasattr(handle, sym):
+                    fn = getattr(handle, sym)
+                    self._setter = lambda n, fn=fn: fn(int(n))  # noqa: E731
+                    self.how = f"ctypes {sym}"
+                    return
+
+    @property
+    def available(self) -> bool:
+        return self._setter is not None
+
+    def set(self, n: int) -> None:
+        if self._setter is None:
+            raise RuntimeError(
+                "cannot set the BLAS thread count (neither threadpoolctl nor OpenBLAS)"
+            )
+        self._setter(n)
+
 
 #: Elements per chunk below which a probe would time NumPy's call path, not memory.
 MIN_ELEMS = 1024
@@ -103,7 +152,7 @@ def stream_bandwidth(
     blas=None,
 ) -> BandwidthProbe:
     """Best-of-``repeats`` bandwidth of ``kernel`` (read, copy, add) over ``nbytes`` of fp64
-    arrays on ``threads`` threads. ``blas`` (a ``cpu_fit.BlasThreads``) is set to one thread,
+    arrays on ``threads`` threads. ``blas`` (a :class:`BlasThreads`) is set to one thread,
     so each Python thread runs a single-thread BLAS call (OpenBLAS threads a long ``dot``
     itself otherwise); the caller restores its thread count."""
     arrays = {"read": 2, "copy": 2, "add": 3}[kernel]
@@ -217,8 +266,6 @@ def wait_until_quiet(
 ) -> float:
     """Block until other processes use less than ``threshold`` of the CPUs over a
     ``window_s`` window, or ``timeout_s`` has passed; return the last fraction seen."""
-    import time
-
     sleep = sleep or time.sleep
     deadline = time.monotonic() + timeout_s
     while True:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from neupims.config.hw_gpu import EFFICIENCY_KEYS
+from neupims.devices import load_models
 from neupims.devices.base import Cost, DeviceModel, StepCost, footprint_bytes, register_device
 from neupims.ops import (
     ELEMENTWISE_KINDS,
@@ -96,8 +97,6 @@ class GpuModel(DeviceModel):
 
     def __init__(self, hw):
         super().__init__(hw)
-        from neupims.devices import load_models
-
         load_models()  # kernel modules register their op costs (GPU_OP_COSTS)
         self.eff = {**DEFAULTS, "launch_us": hw.launch_overhead_us, **hw.efficiency}
         self.bw = hw.hbm_bandwidth_gbps * 1e9

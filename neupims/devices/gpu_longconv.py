@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 
+from neupims.devices import get_model
 from neupims.devices.base import Cost
 from neupims.devices.gpu import GpuModel, register_gpu_op
 from neupims.devices.gpu_natten import L1_BYTES_PER_CLK
@@ -173,7 +174,6 @@ def implied_butterfly_tc_scale(hw, target: float, op: LongConv, baseline: LongCo
     """The ``butterfly_tc_scale`` at which ``op`` (a butterfly convolution) runs ``target``
     times faster than ``baseline`` on ``hw`` (bisection; a diagnostic that says what
     tensor-core efficiency a reported speedup implies, not a fit applied to the model)."""
-    from neupims.devices import get_model
 
     def speedup(scale: float) -> float:
         cfg = hw.model_copy(update={"efficiency": {**hw.efficiency, "butterfly_tc_scale": scale}})

@@ -29,7 +29,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from neupims.config import load_hw
 from neupims.devices.base import Cost, DeviceModel, register_device
+from neupims.devices.dram import stream_read_cycles
+from neupims.devices.roofline import Roofline
 from neupims.ops import ELEMENTWISE_KINDS, Attention, Conv2d, Elementwise, Gemm, Op, Pool2d
 from neupims.ops import dtype_bytes as _dtype_bytes
 
@@ -194,8 +197,6 @@ def npu_energy_j(cfg, macs: float, vector_flops: float, sram_bytes: float, secon
 
 def stream_cycles_fn(mem):
     """Function bytes -> memory cycles for a streaming read over all channels (DRAM fast path)."""
-    from neupims.devices.dram import stream_read_cycles
-
     return lambda nbytes: float(stream_read_cycles(nbytes, mem)) if nbytes > 0 else 0.0
 
 
@@ -237,8 +238,6 @@ class NpuModel(DeviceModel):
 
     def __init__(self, hw):
         super().__init__(hw)
-        from neupims.config import load_hw
-
         self.mem = load_hw(hw.memory)
         mem_cycle_s = self.mem.timing.tck_ns * 1e-9
         self._mem_cycles = stream_cycles_fn(self.mem)
@@ -364,8 +363,6 @@ class NpuModel(DeviceModel):
             w = self.work(op)
         except NotImplementedError:
             # Sparse / quantised kernels are not NPU-native: the named roofline fallback.
-            from neupims.devices.roofline import Roofline
-
             c = Roofline(hw).estimate(op)
             return Cost(c.latency_s, c.flops, c.bytes, c.footprint_bytes, "roofline-fallback",
                         "npu(roofline)", detail=c.detail)  # fmt: skip

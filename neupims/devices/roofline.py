@@ -7,8 +7,9 @@ detailed models are checked against.
 
 from __future__ import annotations
 
+from neupims.config import load_hw
 from neupims.devices.base import Cost, DeviceModel, roofline_only
-from neupims.ops import Attention, Conv2d, Op
+from neupims.ops import Attention, Conv2d, Op, dtype_bytes
 
 
 def peak_bandwidth(hw) -> float:
@@ -16,8 +17,6 @@ def peak_bandwidth(hw) -> float:
     if hasattr(hw, "peak_bytes_per_s"):
         return float(hw.peak_bytes_per_s)
     if getattr(hw, "kind", None) == "npu":
-        from neupims.config import load_hw
-
         return float(load_hw(hw.memory).peak_bytes_per_s)
     raise TypeError(f"{type(hw).__name__} has no peak bandwidth")
 
@@ -26,8 +25,6 @@ def footprint(op: Op) -> float:
     """Resident bytes: compulsory traffic plus algorithm workspace where it is known."""
     fp = float(op.min_bytes)
     if isinstance(op, Conv2d) and op.algo in ("im2col", "im2win"):
-        from neupims.ops import dtype_bytes
-
         ws = op.im2col_elems if op.algo == "im2col" else op.im2win_elems
         fp += ws * dtype_bytes(op.dtype)
     return fp

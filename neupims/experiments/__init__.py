@@ -8,6 +8,8 @@ Names are imported lazily so that pool workers (which import
 
 from __future__ import annotations
 
+import importlib
+
 _EXPORTS = {
     "run": "neupims.experiments.runner",
     "apply_hw_overrides": "neupims.experiments.overrides",
@@ -24,6 +26,4 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(name)
-    import importlib
-
     return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -8,11 +8,13 @@ Re-running skips points stored with status ``ok`` and retries the failed ones.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import multiprocessing
 import os
 import platform
+import subprocess
 import sys
 import time
 import uuid
@@ -23,13 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tqdm import tqdm
 
 from neupims import __version__
 from neupims.atomic import atomic_write_text
+from neupims.config import ROOT, load_hw, resolve
 from neupims.errors import ConfigError, NeupimsError
 from neupims.experiments.spec import Experiment, ExperimentSpec, load_experiment
 from neupims.experiments.store import ResultStore, results_frame, write_results_csv
 from neupims.experiments.worker import STATUS_ERROR, STATUS_OK, ignore_sigint, run_chunk, run_task
+from neupims.plots import draw_figures
 
 #: results.csv is rewritten from the store at most this often during a run (seconds), and
 #: always at the end, so it stays cheap for sweeps of many fast points.
@@ -185,10 +190,6 @@ def _dask_client(scheduler: str | None, cluster: str | None):
 
 
 def _git_commit() -> str | None:
-    import subprocess
-
-    from neupims.config import ROOT
-
     try:
         out = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "HEAD"],
@@ -219,10 +220,6 @@ def _hw_names(node: Any, key: str = "") -> set[str]:
 
 def hardware_hashes(exp: Experiment) -> dict[str, str]:
     """sha256 of every hardware config file the points name (and memories NPUs attach to)."""
-    import hashlib
-
-    from neupims.config import load_hw, resolve
-
     names: set[str] = set()
     for p in exp.points:
         names |= _hw_names(p.config)
@@ -309,6 +306,8 @@ def run(
         {
             "key": p.key,
             "kind": exp.kind.name,
+            # the module that registers the kind: a worker imports it alone, not every kind
+            "kind_module": exp.kind.run_point.__module__,
             "index": p.index,
             "swept": p.swept,
             "config": p.config,
@@ -386,8 +385,6 @@ def run(
         )
         _write_manifest(outdir, exp, stats)
     if figures and exp.spec.figures and len(df) and (df["status"] == STATUS_OK).any():
-        from neupims.plots import draw_figures
-
         draw_figures(
             exp.spec.figures, df, outdir / "figures", source=str(outdir / "experiment.yaml")
         )
@@ -417,6 +414,4 @@ class _NoBar:
 def _progress(total: int, initial: int, desc: str, enabled: bool):
     if not enabled:
         return _NoBar()
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc=desc, unit="pt", file=sys.stderr)

@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from neupims import __version__
+from neupims.config import load_hw
 from neupims.config.base import Spec
 from neupims.config.loader import load_yaml, validate
 from neupims.errors import ConfigError, NeupimsError
@@ -390,8 +392,6 @@ def expand(spec: ExperimentSpec, kind: ExperimentKind, source: str) -> list[Poin
 def _check_roofline_hardware(spec: ExperimentSpec, source: str) -> None:
     """A roofline figure's ``hw`` must load and have a peak for its ``dtype`` (it is drawn
     after the run, too late to refuse)."""
-    from neupims.config import load_hw
-
     for i, fig in enumerate(spec.figures):
         if fig.type != "roofline" or fig.hw is None:
             continue
@@ -463,8 +463,6 @@ def load_experiment(
 ) -> Experiment:
     """Load, validate and expand an experiment (a YAML path, a mapping or a spec).
     ``sets``: ``base`` keys to set first (``neupims run --set KEY=VALUE``)."""
-    import yaml
-
     if isinstance(experiment, ExperimentSpec):
         source, data = "<experiment>", experiment.model_dump(mode="json", exclude_none=True)
         text = yaml.safe_dump(data, sort_keys=False)

@@ -1,10 +1,13 @@
 """Worker side of a sweep: run one point and return its store record (plain data).
 
-Kept free of heavy imports so spawned pool processes and Dask workers start quickly.
+Spawned pool processes and Dask workers import this module and then only the experiment
+kind their task names (its module imports what its points need), so they start quickly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import platform
 import signal
@@ -13,6 +16,7 @@ import traceback
 from typing import Any
 
 from neupims import __version__
+from neupims.experiments.kinds import KINDS, get_kind
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -31,9 +35,13 @@ def _scalar(name: str, value: Any) -> Any:
     raise TypeError(f"metric {name!r} is a {type(value).__name__}; expected a number or string")
 
 
-def _kind(name: str):
-    from neupims.experiments.kinds import KINDS, get_kind
-
+def _kind(name: str, module: str | None = None):
+    """The registered kind ``name``. A fresh worker imports ``module`` (the task names the
+    module that registers the kind) rather than every kind module and their dependencies;
+    without it, or when that module does not register ``name``, all are imported."""
+    if name not in KINDS and module:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
     return KINDS.get(name) or get_kind(name)
 
 
@@ -47,7 +55,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     rec = {k: task[k] for k in ("key", "kind", "index", "swept", "config")}
     rec.update(version=__version__, host=platform.node(), pid=os.getpid())
     try:
-        kind = _kind(task["kind"])
+        kind = _kind(task["kind"], task.get("kind_module"))
         cfg = kind.schema.model_validate(task["config"])
         result = kind.run_point(cfg)
         if not isinstance(result, dict):

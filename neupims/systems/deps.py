@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from neupims.devices import dram, pim
+
 # ---------------------------------------------------------------------------------------
 # PIM: KV tiles and MHA cost
 # ---------------------------------------------------------------------------------------
@@ -34,10 +36,8 @@ def kv_tiles(seq_lens, e_eff: int, mem) -> np.ndarray:
 
 def mha_estimate_cycles(seq_lens, e_eff: int, n_heads: int, mem) -> np.ndarray:
     """Per-request MHA latency estimate (Algorithm 1), the load that placement balances."""
-    from neupims.devices.pim import neupims_mha_estimate_cycles
-
     return np.asarray(
-        neupims_mha_estimate_cycles(np.asarray(seq_lens), e_eff, n_heads, mem), dtype=np.float64
+        pim.neupims_mha_estimate_cycles(np.asarray(seq_lens), e_eff, n_heads, mem), dtype=np.float64
     )
 
 
@@ -59,11 +59,9 @@ def _req_cost(s: int, n_heads: int, d_head: int, mem, dual: bool):
 @lru_cache(maxsize=65536)
 def _req_cost_cached(s: int, n_heads: int, d_head: int, mem_key: int, dual: bool):
     """(own cycles, marginal cycles when appended, marginal commands) of one request."""
-    from neupims.devices.pim import mha_channel_cycles
-
     mem = _CONFIGS[mem_key]
-    one = mha_channel_cycles([s], n_heads, d_head, mem, dual_row_buffer=dual)
-    two = mha_channel_cycles([s, s], n_heads, d_head, mem, dual_row_buffer=dual)
+    one = pim.mha_channel_cycles([s], n_heads, d_head, mem, dual_row_buffer=dual)
+    two = pim.mha_channel_cycles([s, s], n_heads, d_head, mem, dual_row_buffer=dual)
     cmds = {k: float(two.commands.get(k, 0)) - float(one.commands.get(k, 0)) for k in two.commands}
     return float(one.cycles), float(two.cycles - one.cycles), cmds
 
@@ -92,9 +90,7 @@ def _from_channels(r, source: str) -> ChannelMha:
 def mha_phases_per_channel(seq_lens, ch_idx, n_heads: int, d_head: int, mem, dual: bool):
     """(K^T q, s.V) cost per channel when every channel runs all its requests' K^T q tiles,
     then all their s.V tiles (:func:`neupims.devices.pim.mha_channels_phases`)."""
-    from neupims.devices.pim import mha_channels_phases
-
-    r = mha_channels_phases(seq_lens, ch_idx, n_heads, d_head, mem, dual_row_buffer=dual)
+    r = pim.mha_channels_phases(seq_lens, ch_idx, n_heads, d_head, mem, dual_row_buffer=dual)
     src = "neupims.devices.pim.mha_channels_phases"
     return _from_channels(r.logit, src + " (K^T q)"), _from_channels(r.attend, src + " (s.V)")
 
@@ -105,9 +101,7 @@ def mha_per_channel(seq_lens, ch_idx, n_heads: int, d_head: int, mem, dual: bool
     s = np.asarray(seq_lens, dtype=np.int64)
     ch = np.asarray(ch_idx, dtype=np.int64)
     if s.size and not _additive(mem):
-        from neupims.devices.pim import mha_channels_cycles
-
-        r = mha_channels_cycles(s, ch, n_heads, d_head, mem, dual_row_buffer=dual)
+        r = pim.mha_channels_cycles(s, ch, n_heads, d_head, mem, dual_row_buffer=dual)
         return _from_channels(r, "neupims.devices.pim.mha_channels_cycles")
     if s.size:
         # The helper's closed form is additive over the tiles of requests run back to back
@@ -140,7 +134,5 @@ def mha_per_channel(seq_lens, ch_idx, n_heads: int, d_head: int, mem, dual: bool
 
 def dram_energy_j(commands: Mapping[str, float], mem, duration_s: float, dual: bool) -> float:
     """DRAM energy (J) of the command counts over ``duration_s`` (neupims.devices.dram)."""
-    from neupims.devices.dram import dram_energy_j as f
-
     counts = {k: int(round(v)) for k, v in commands.items()}
-    return float(f(counts, mem, duration_s, dual_row_buffer=dual))
+    return float(dram.dram_energy_j(counts, mem, duration_s, dual_row_buffer=dual))

@@ -31,6 +31,7 @@ from functools import lru_cache
 import numpy as np
 
 from neupims.config import load_hw
+from neupims.config.overrides import apply_hw_overrides
 from neupims.devices import get_model
 from neupims.devices.npu import decode_attention_work, npu_energy_j, vector_cycles
 from neupims.devices.pim_contention import contention
@@ -49,8 +50,6 @@ from neupims.systems.timeline import Stage, TimelineResult, simulate
 def _npu_config(name: str, overrides_json: str):
     """The NPU config ``name`` with JSON-encoded overrides applied (one object per pair, so
     the per-config memoisation downstream keeps hitting)."""
-    from neupims.config.overrides import apply_hw_overrides
-
     return apply_hw_overrides(name, json.loads(overrides_json) or None, "hw_overrides")
 
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 #: (numerator, denominator) system pairs reported when both are in a results.csv
 RATIOS = (
@@ -111,8 +112,6 @@ def _preset(d: str, df: pd.DataFrame) -> str:
         return str(df["preset"].iloc[0])
     exp = Path(d) / "experiment.yaml"
     if exp.exists():
-        import yaml
-
         base = (yaml.safe_load(exp.read_text()) or {}).get("base") or {}
         return str(base.get("preset", "paper"))
     return "paper"

@@ -19,6 +19,7 @@ from neupims.workloads.specs import (
     PoolLayer,
 )
 from neupims.workloads.trace_io import TracedOp
+from neupims.workloads.zoo import get_model
 
 
 def _post(name: str, kinds: tuple[str, ...], elems: int, dtype: str) -> list[TracedOp]:
@@ -118,8 +119,6 @@ def im2win_layers(target: str = "gpu") -> list[tuple[str, Conv2d]]:
 
     ``target`` is ``gpu`` (CUDA branch, Conv4 C = 32) or ``cpu`` (main branch, C = 64).
     """
-    from neupims.workloads.zoo import get_model
-
     if target not in ("gpu", "cpu"):
         raise NeupimsError(f"im2win target must be 'gpu' or 'cpu', got {target!r}")
     ops = trace_cnn(get_model("im2win"), "im2win", "prefill", IM2WIN_BATCH, (1,), 1, "fp32")

@@ -22,8 +22,14 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from neupims.config import load_hw
 from neupims.config.base import PosInt, Spec
+from neupims.devices import get_model
+from neupims.errors import ConfigError
 from neupims.experiments.kinds import ExperimentKind, register_kind
+from neupims.ops import ApintGemm, Gemm
+from neupims.serving.costing import step_time
+from neupims.workloads import TracedOp, list_models, trace
 
 #: The paper's headline numbers (abstract of arXiv 2409.17870 v2).
 PAPER_MATMUL_SPEEDUP_MAX = 2.4
@@ -63,8 +69,6 @@ class ApintPoint(Spec):
     @field_validator("workload")
     @classmethod
     def _workload(cls, v: str) -> str:
-        from neupims.workloads import list_models
-
         if v != "matmul" and v not in list_models():
             raise ValueError(f"expected 'matmul' or a zoo model (neupims trace --list), got {v!r}")
         return v
@@ -76,9 +80,6 @@ class ApintPoint(Spec):
 
 
 def _gpu(name: str):
-    from neupims.config import load_hw
-    from neupims.errors import ConfigError
-
     cfg = load_hw(name)
     if cfg.kind != "gpu":
         raise ConfigError(f"hw: {name!r} is a {cfg.kind} config; apint_gpu needs a gpu")
@@ -87,9 +88,6 @@ def _gpu(name: str):
 
 def quantise_linears(ops, wbits: int, abits: int, kernel: str):
     """``ops`` with every linear layer of :data:`QUANTISED_LINEARS` as an ApintGemm."""
-    from neupims.ops import ApintGemm
-    from neupims.workloads import TracedOp
-
     out = []
     for t in ops:
         if t.layer.split(".", 1)[-1] in QUANTISED_LINEARS:
@@ -101,9 +99,6 @@ def quantise_linears(ops, wbits: int, abits: int, kernel: str):
 
 
 def _matmul(hw, cfg: ApintPoint, w: int, a: int) -> dict:
-    from neupims.devices import get_model
-    from neupims.ops import ApintGemm, Gemm
-
     model = get_model(hw)
     ops = {k: ApintGemm(cfg.m, cfg.n, cfg.k, w, a, kernel=k)
            for k in ("bipolar_int", "cutlass_padded")}  # fmt: skip
@@ -129,9 +124,6 @@ def _matmul(hw, cfg: ApintPoint, w: int, a: int) -> dict:
 
 
 def _e2e(hw, cfg: ApintPoint, w: int, a: int) -> dict:
-    from neupims.serving.costing import step_time
-    from neupims.workloads import trace
-
     ops = trace(cfg.workload, cfg.phase, cfg.batch, cfg.seq)
     fp16 = step_time(hw, ops, cfg.dispatch)
     bi = step_time(hw, quantise_linears(ops, w, a, "bipolar_int"), cfg.dispatch)

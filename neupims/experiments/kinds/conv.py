@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from neupims.config import load_hw
 from neupims.config.base import NonNegFloat, PosInt, Spec, at_most
+from neupims.devices import get_model
+from neupims.errors import ConfigError
 from neupims.experiments.kinds import ExperimentKind, about, register_kind
 from neupims.limits import MAX_BATCH
+from neupims.ops import Conv2d
+from neupims.workloads import im2win_layers
 
 #: experiment algorithm name -> the model's conv algorithm (``auto`` = fastest of cuDNN's)
 ALGOS = {"im2col": "im2col", "cudnn_best": "auto", "im2win": "im2win", "direct": "direct"}
@@ -59,9 +64,6 @@ class ConvAlgoPoint(Spec):
 
 
 def _gpu(name: str):
-    from neupims.config import load_hw
-    from neupims.errors import ConfigError
-
     cfg = load_hw(name)
     if cfg.kind != "gpu":
         raise ConfigError(f"hw: {name!r} is a {cfg.kind} config; conv_algos needs a gpu")
@@ -69,18 +71,12 @@ def _gpu(name: str):
 
 
 def _cost(hw, op, algo: str):
-    from neupims.devices import get_model
-    from neupims.ops import Conv2d
-
     return get_model(hw).estimate(Conv2d(**{**op.fields(), "algo": ALGOS[algo]}))
 
 
 def validate_point(cfg: ConvAlgoPoint) -> None:
     """What would fail at run time: a hardware config that is not a GPU, or a batch whose
     layer exceeds the op limits (neupims/limits.py)."""
-    from neupims.ops import Conv2d
-    from neupims.workloads import im2win_layers
-
     with about("hw"):
         _gpu(cfg.hw)
     with about("batch"):
@@ -89,9 +85,6 @@ def validate_point(cfg: ConvAlgoPoint) -> None:
 
 
 def run_point(cfg: ConvAlgoPoint) -> dict:
-    from neupims.ops import Conv2d
-    from neupims.workloads import im2win_layers
-
     hw = _gpu(cfg.hw)
     if cfg.conv_fp32_math is not None:
         hw = hw.model_copy(update={"conv_fp32_math": cfg.conv_fp32_math})

@@ -14,14 +14,24 @@ from typing import Literal
 
 from pydantic import Field
 
+from neupims.config import load_hw
 from neupims.config.base import PosInt, Spec
+from neupims.devices.cpu import (
+    conv_footprint,
+    conv_time,
+    gemm_time,
+    lut_time,
+    overhead_s,
+    spmm_time,
+    stream_time,
+)
+from neupims.errors import ConfigError
 from neupims.experiments.kinds import ExperimentKind, about, register_kind
+from neupims.ops import Conv2d, Gemm, LutGemm, SpMM
+from neupims.workloads import im2win_layers
 
 
 def _cpu(hw: str, threads: int | None = None, int8_flops_per_cycle: float | None = None):
-    from neupims.config import load_hw
-    from neupims.errors import ConfigError
-
     cfg = load_hw(hw)
     if cfg.kind != "cpu":
         raise ConfigError(f"hw: {hw!r} is a {cfg.kind} config; these experiments need a cpu")
@@ -54,8 +64,6 @@ class SpmmPoint(Spec):
 
 def validate_spmm(cfg: SpmmPoint) -> None:
     """A CPU config, and the layer's ops within the op limits."""
-    from neupims.ops import SpMM
-
     with about("hw"):
         _cpu(cfg.hw, cfg.threads)
     with about("tokens"):
@@ -64,9 +72,6 @@ def validate_spmm(cfg: SpmmPoint) -> None:
 
 
 def run_spmm(cfg: SpmmPoint) -> dict:
-    from neupims.devices.cpu import gemm_time, spmm_time
-    from neupims.ops import Gemm, SpMM
-
     hw = _cpu(cfg.hw, cfg.threads).model_copy(update={"warm": cfg.warm})
     out_f, in_f = BERT_BASE_LINEARS[cfg.layer]
     sp = SpMM(cfg.tokens, out_f, in_f, sparsity=cfg.sparsity, dtype="int8")
@@ -128,8 +133,6 @@ class TmacPoint(Spec):
 
 def validate_tmac(cfg: TmacPoint) -> None:
     """A CPU config, and LUT GEMV ops within the op limits."""
-    from neupims.ops import LutGemm
-
     with about("hw"):
         _cpu(cfg.hw, cfg.threads)
     with about("lut_group", "weight_group"):
@@ -139,9 +142,6 @@ def validate_tmac(cfg: TmacPoint) -> None:
 
 
 def run_tmac(cfg: TmacPoint) -> dict:
-    from neupims.devices.cpu import lut_time, overhead_s, stream_time
-    from neupims.ops import LutGemm
-
     hw = _cpu(cfg.hw, cfg.threads)
     spec = TMAC_MODELS[cfg.model]
     t_lin = 0.0
@@ -189,9 +189,6 @@ class Im2winPoint(Spec):
 
 def validate_im2win(cfg: Im2winPoint) -> None:
     """A CPU config, and the layer within the op limits at this batch."""
-    from neupims.ops import Conv2d
-    from neupims.workloads import im2win_layers
-
     with about("hw"):
         _cpu(cfg.hw, cfg.threads)
     with about("batch"):
@@ -199,10 +196,6 @@ def validate_im2win(cfg: Im2winPoint) -> None:
 
 
 def run_im2win(cfg: Im2winPoint) -> dict:
-    from neupims.devices.cpu import conv_footprint, conv_time
-    from neupims.ops import Conv2d
-    from neupims.workloads import im2win_layers
-
     hw = _cpu(cfg.hw, cfg.threads)
     op = dict(im2win_layers("cpu"))[cfg.layer]
     op = Conv2d(**{**op.fields(), "batch": cfg.batch})

@@ -22,16 +22,23 @@ Summary of a finished run, the mean over the points of each group:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
+from neupims.config import load_hw
 from neupims.config.base import Spec
+from neupims.devices import get_model
 from neupims.experiments.kinds import ExperimentKind, register_kind
+from neupims.experiments.overrides import apply_hw_overrides
+from neupims.ops import OP_KINDS, op_from_row
 
 METRICS = (
     "latency_s",
@@ -50,10 +57,6 @@ METRICS = (
 
 def build_op(kind: str, fields: dict[str, Any], where: str = "fields"):
     """The op named ``kind`` from trace-style ``fields``; ValueError names the bad key."""
-    import dataclasses
-
-    from neupims.ops import OP_KINDS, op_from_row
-
     cls = OP_KINDS.get(kind)
     if cls is None:
         raise ValueError(f"op: unknown op {kind!r}; expected one of {sorted(OP_KINDS)}")
@@ -82,8 +85,6 @@ class OpCostPoint(Spec):
     @field_validator("hw")
     @classmethod
     def _known_hw(cls, v: str) -> str:
-        from neupims.config import load_hw
-
         load_hw(v)
         return v
 
@@ -93,16 +94,11 @@ class OpCostPoint(Spec):
         if self.baseline:
             build_op(self.op, {**self.fields, **self.baseline}, where="baseline")
         if self.hw_overrides:
-            from neupims.experiments.overrides import apply_hw_overrides
-
             apply_hw_overrides(self.hw, self.hw_overrides)
         return self
 
 
 def _model(cfg: OpCostPoint):
-    from neupims.devices import get_model
-    from neupims.experiments.overrides import apply_hw_overrides
-
     return get_model(apply_hw_overrides(cfg.hw, cfg.hw_overrides), cfg.device_model)
 
 
@@ -149,8 +145,6 @@ register_kind(
 def summarise(df, by: list[str]):
     """Per group of ``by`` columns: points, mean / min / max improvement in percent, mean
     and geometric-mean speedup over the baseline (rows with status ``ok`` only)."""
-    import numpy as np
-
     ok = df[df["status"] == "ok"] if "status" in df else df
     missing = [c for c in by if c not in ok.columns]
     if missing:
@@ -170,8 +164,6 @@ def summarise(df, by: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import pandas as pd
-
     ap = argparse.ArgumentParser(description=summarise.__doc__)
     ap.add_argument("results", help="an experiment's output folder or its results.csv")
     ap.add_argument("--by", default="label", help="comma-separated grouping columns")

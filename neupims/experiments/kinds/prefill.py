@@ -20,8 +20,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from neupims.config import load_hw
 from neupims.config.base import PosInt, Spec
+from neupims.errors import ConfigError
 from neupims.experiments.kinds import ExperimentKind, register_kind
+from neupims.serving.prefill import max_batch, prompt_lengths, run_prefill
+from neupims.workloads import get_model
 
 #: The paper's headlines (abstract): "up to 6x" TTFT and "up to 16x" larger batch.
 PAPER_TTFT_SPEEDUP_MAX = 6.0
@@ -48,9 +52,6 @@ class PrefillPoint(Spec):
 
 
 def _gpu(name: str):
-    from neupims.config import load_hw
-    from neupims.errors import ConfigError
-
     cfg = load_hw(name)
     if cfg.kind != "gpu":
         raise ConfigError(f"hw: {name!r} is a {cfg.kind} config; prefill_batching needs a gpu")
@@ -58,9 +59,6 @@ def _gpu(name: str):
 
 
 def run_point(cfg: PrefillPoint) -> dict:
-    from neupims.serving.prefill import max_batch, prompt_lengths, run_prefill
-    from neupims.workloads import get_model
-
     hw = _gpu(cfg.hw)
     spec = get_model(cfg.model)
     clip = min(cfg.max_prompt_len or spec.max_context, spec.max_context)

@@ -27,9 +27,18 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from neupims.atomic import atomic_write_text
+from neupims.config import load_hw
 from neupims.config.base import PosInt, Spec, at_most
+from neupims.devices import get_model
 from neupims.experiments.kinds import ExperimentKind, about, register_kind
+from neupims.experiments.overrides import apply_hw_overrides
 from neupims.limits import MAX_BATCH, MAX_SEQ_LEN
+from neupims.ops import dtype_bytes
+from neupims.replay import replay_step
+from neupims.workloads import get_model as get_zoo_model
+from neupims.workloads import list_models, trace
+from neupims.workloads.specs import TransformerSpec
+from neupims.workloads.transformer import shard
 
 METRICS = (
     "latency_s",
@@ -62,8 +71,6 @@ class ReplayPoint(Spec):
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        from neupims.workloads import list_models
-
         names = list_models()
         if v not in names and not Path(v).exists():
             raise ValueError(f"unknown model {v!r}; expected one of {names}")
@@ -72,16 +79,12 @@ class ReplayPoint(Spec):
     @field_validator("hw")
     @classmethod
     def _known_hw(cls, v: str) -> str:
-        from neupims.config import load_hw
-
         load_hw(v)  # ConfigError (a ValueError) names the file and key
         return v
 
     @field_validator("hw_overrides")
     @classmethod
     def _valid_overrides(cls, v: dict[str, Any], info) -> dict[str, Any]:
-        from neupims.experiments.overrides import apply_hw_overrides
-
         if v and "hw" in info.data:
             apply_hw_overrides(info.data["hw"], v)
         return v
@@ -89,15 +92,10 @@ class ReplayPoint(Spec):
 
 @lru_cache(maxsize=128)
 def _trace(model: str, phase: str, batch: int, seq: int, tp: int, dtype: str):
-    from neupims.workloads import trace
-
     return tuple(trace(model, phase, batch, seq, tp=tp, dtype=dtype))
 
 
 def _replay(cfg: ReplayPoint):
-    from neupims.experiments.overrides import apply_hw_overrides
-    from neupims.replay import replay_step
-
     hw = apply_hw_overrides(cfg.hw, cfg.hw_overrides)
     ops = _trace(cfg.model, cfg.phase, cfg.batch, cfg.seq, cfg.tp, cfg.dtype)
     return replay_step(list(ops), hw, cfg.device_model, cfg.dispatch)
@@ -107,13 +105,6 @@ def validate_point(cfg: ReplayPoint) -> None:
     """What would fail at run time: the dtype (known, and with a peak on the device), the
     device model (exists, models this hardware kind), and the trace itself (tensor
     parallelism dividing the heads, every op within the limits of neupims/limits.py)."""
-    from neupims.devices import get_model
-    from neupims.experiments.overrides import apply_hw_overrides
-    from neupims.ops import dtype_bytes
-    from neupims.workloads import get_model as get_zoo_model
-    from neupims.workloads.specs import TransformerSpec
-    from neupims.workloads.transformer import shard
-
     hw = apply_hw_overrides(cfg.hw, cfg.hw_overrides)
     with about("dtype"):
         dtype_bytes(cfg.dtype)

@@ -12,12 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from neupims.config.base import NonNegInt, PosInt, Spec, at_most
+from neupims.config.overrides import apply_hw_overrides
 from neupims.errors import ConfigError
 from neupims.experiments.kinds import ExperimentKind, about, register_kind
 from neupims.limits import MAX_BATCH, MAX_SEQ_LEN
+from neupims.serving import serve
+from neupims.serving.loop import Server
+from neupims.systems.base import build_system, get_system
+from neupims.systems.placement import get_policy
+from neupims.systems.timeline import write_chrome_trace
+from neupims.workloads import get_model
+from neupims.workloads.datasets import get_dataset
+from neupims.workloads.specs import TransformerSpec
 
 METRICS = (
     "throughput_tokens_per_s",
@@ -72,8 +82,6 @@ class ServingPoint(Spec):
 
 
 def _system(cfg: ServingPoint, layers: int | None = None):
-    from neupims.systems.base import build_system
-
     return build_system(
         cfg.system,
         cfg.model,
@@ -91,13 +99,6 @@ def validate_point(cfg: ServingPoint) -> None:
     """What would fail at run time: the system, its preset and overrides, a model that is not
     a decoder, the hardware overrides, tensor/pipeline parallelism that does not divide the
     model, the placement policy, the dataset, and a batch the KV capacity cannot serve."""
-    from neupims.serving.loop import Server
-    from neupims.systems.base import get_system
-    from neupims.systems.placement import get_policy
-    from neupims.workloads import get_model
-    from neupims.workloads.datasets import get_dataset
-    from neupims.workloads.specs import TransformerSpec
-
     with about("system"):
         get_system(cfg.system)
     with about("overrides"):
@@ -113,8 +114,6 @@ def validate_point(cfg: ServingPoint) -> None:
             )
     with about("hw_overrides"):
         if cfg.hw_overrides:
-            from neupims.config.overrides import apply_hw_overrides
-
             apply_hw_overrides(system.hw, cfg.hw_overrides, "hw_overrides")
     with about("tp", "pp"):
         built = _system(cfg)
@@ -126,8 +125,6 @@ def validate_point(cfg: ServingPoint) -> None:
 
 
 def run_point(cfg: ServingPoint) -> dict:
-    from neupims.serving import serve
-
     row = serve(
         _system(cfg),
         cfg.dataset,
@@ -151,11 +148,6 @@ def run_point(cfg: ServingPoint) -> dict:
 
 def timeline(cfg: ServingPoint, path: Path) -> None:
     """Chrome trace of one iteration (two blocks) at the end of the point's warm-up."""
-    import numpy as np
-
-    from neupims.serving.loop import Server
-    from neupims.systems.timeline import write_chrome_trace
-
     srv = Server(
         _system(cfg),
         cfg.dataset,
