@@ -111,9 +111,10 @@ def comp_occupancy(col: int, mem) -> int:
     """Blocked mode: the pipeline gate a COMP sets on its READRES. The first COMP of a
     result (``col`` 0: a COMP's ``col`` is its index among its result's COMPs) starts the
     multiply/add pipeline, which takes MIN_COMP_SLOTS COMP slots of tCCD_L before its result
-    can be read, as a PIM_GEMV does (NewtonSim: the first COMP after a READRES holds that
-    READRES >= the COMP + 6 slots, docs/sources/neupims.md §6 [C]); later COMPs add only
-    their own tCCD_L."""
+    can be read, as a PIM_GEMV does (the released NeuPIMs simulator (casys-kaist/NeuPIMs,
+    NewtonSim) ``timing.cc: Timing::Timing`` and ``channel_state.cc: UpdateTimingForPIM``: the
+    first COMP after a READRES holds that READRES >= the COMP + tCCD_S x 6; we keep
+    MIN_COMP_SLOTS slots of tCCD_L as for PIM_GEMV); later COMPs add only their tCCD_L."""
     return mem.timing.tCCD_L * MIN_COMP_SLOTS if col == 0 else 0
 
 
@@ -122,7 +123,9 @@ def comp_split(k: int, n_results: int) -> list[int]:
 
     Newton has no composite GEMV: a tile issues, per result (one per head segment of the
     row, docs/sources/neupims.md §7), that result's COMPs, then its READRES (as the released
-    simulator's NEWTON branch does: k COMP + 1 READRES per head). The tile's ``k`` COMPs
+    NeuPIMs simulator (casys-kaist/NeuPIMs) ``src/operations/NeuPIMSLogitSoftmax.cc`` and
+    ``NeuPIMSAttend.cc: initialize_instructions``, NEWTON branch: k COMP + 1 READRES per
+    head). The tile's ``k`` COMPs
     are split evenly, the first ``k mod n`` results taking one more: exact when the heads
     cut the row into equal whole-COMP parts (d_head 64 or 128 in a 512-element row), and the
     same COMP-slot count whenever every part is at most MIN_COMP_SLOTS (d_head <= 96). A
@@ -139,8 +142,10 @@ def vector_bank(mem) -> tuple[int, int, int, int]:
     with one row buffer that row must be opened, so the PIM row held there closes first and
     the tile's G_ACT of that bank group waits for the row's PRE + tRP. The vector sits in
     the last row of bank 0 of rank 0's last bank group, whose G_ACT is its rank's last in
-    the tile's order: the other groups open while the row is copied. (The released simulator
-    fixes bank (0, 0, 0), row 0, "FIXME"; its GWRITE costs the same PRE + ACT there.)"""
+    the tile's order: the other groups open while the row is copied. (The released NeuPIMs
+    simulator, ``NeuPIMSLogitSoftmax.cc: initialize_instructions``, fixes bank (0, 0, 0),
+    row 0, "FIXME"; in SINGLE mode its GWRITE pays the same PRE + ACT there,
+    ``bankstate.cc: GetReadyCommandSingle``.)"""
     o = mem.organization
     return 0, o.bank_groups - 1, 0, o.rows - 1
 
@@ -254,11 +259,14 @@ def _blocked_rules(r, mem, g: Gaps) -> None:
 
     - The vector row (:func:`vector_bank`): ACT -> GWRITE tRCDRD (a column access to the
       row); GWRITE -> PRE of that bank CWL + the transfer (the row stays open until the copy
-      into the global buffer ends, the same instant PIM_GEMV/COMP wait for).
+      into the global buffer ends, the same instant PIM_GEMV/COMP wait for). The released
+      NeuPIMs simulator (casys-kaist/NeuPIMs, NewtonSim) ``timing.cc: Timing::Timing`` has
+      ACT -> GWRITE tRCDRD and GWRITE -> same-bank PRECHARGE 96 (its transfer, no CWL).
     - G_ACT opens the bank's only row buffer, so it is an activation for the ordinary
       precharge: G_ACT -> PRE/PREA tRAS (per bank, so PREA waits for every bank of its rank)
-      and PRE/PREA -> G_ACT tRP. (NewtonSim has no PRECHARGE -> G_ACT entry, a gap of its
-      table, not physics.)
+      and PRE/PREA -> G_ACT tRP. (The released NeuPIMs simulator (casys-kaist/NeuPIMs,
+      NewtonSim) ``timing.cc: Timing::Timing`` has no PRECHARGE -> G_ACT entry in SINGLE
+      mode: a gap of its table, not physics; a G_ACT opens the bank like an ACT.)
     - COMP, one command per COMP: COMP -> COMP tCCD_L; COMP -> READRES tCCD_L, and the
       result's first COMP -> READRES tCCD_L x MIN_COMP_SLOTS (:func:`comp_occupancy`, the
       rule with occupancy); READRES -> COMP max(burst, tCCD_L) (the next result's stream);

@@ -629,10 +629,11 @@ def mha_channel_cycles(
     """Fast path: MHA (K^T q and s.V) of all ``seq_lens`` requests on one channel, one layer.
 
     Requests run back to back in the given order with the paper's KV tile layout
-    (:func:`mha_program`). ``dual_row_buffer`` (default: ``mem.pim.dual_row_buffer``)
-    changes only the background energy here: with no concurrent normal traffic the PIM
-    sequence is the same in both modes (the difference shows when reads overlap, see
-    :mod:`neupims.devices.hbm_channel`).
+    (:func:`mha_program`). ``dual_row_buffer`` (default: ``mem.pim.dual_row_buffer``) picks
+    the tile sequence: dual row buffers (NeuPIMs) or blocked mode (Newton: one row buffer,
+    so every GWRITE opens and closes its vector's row, +31 cycles for NeuPIMs' timing, and
+    every COMP is a command; docs/hbm_pim.md "Blocked (Newton) mode"), and the background
+    energy. Concurrent normal traffic is not modelled here (:mod:`neupims.devices.hbm_channel`).
     """
     _check_pim(mem)
     if n_heads <= 0 or d_head <= 0:
