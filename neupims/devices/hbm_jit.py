@@ -7,8 +7,8 @@ set): normal requests, PIM tiles (GEMV, MHA programs) and mixes of both, in dual
 command; ``Controller._expand_blocked``) mode, with refresh. The kernel follows the Python
 controller step by step: FR-FCFS over a lazy heap of lower-bound keys, the issuing bank as
 a fast lane, the PIM queue served first with a lower bound of its head, a tile's commands
-expanded when its
-P_HEADER issues (as ``Controller._expand``), normal ACTs held while the tile has G_ACTs for
+expanded when its P_HEADER issues (as ``Controller._expand``), normal ACTs held while the
+tile has G_ACTs for
 the rank or the row is the PIM buffer's, and all-bank refresh every tREFI (after the tile in
 progress) as PREA per rank, PIM_PRECHARGE, REF per rank; or the general refresh path
 (rank-staggered refresh, the PIM refresh-deadline guard: ``Controller._run``'s ``gen``
