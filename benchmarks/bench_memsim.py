@@ -8,7 +8,7 @@
    ``--cold-jit`` points numba's cache at an empty folder so that time is the compile.
 2. Fast path vs command-level model: worst relative error over random MHA/GEMV shapes, per
    refresh mode (all-bank default, rank-staggered, the released preset: rank-staggered + the
-   PIM deadline guard).
+   PIM deadline guard), in dual and in blocked (Newton) mode.
 3. Fast path: wall time for all MHA of one GPT-3 175B decode iteration at batch 512
    (TP 8 x PP 4 as in docs/sources/neupims.md §11: 12 heads of 128 per device, 96 layers, 32
    channels), cold (every layer recomputed) and as a caller sees it (memoised); and one
@@ -155,12 +155,13 @@ def _modes(mem):
 
 
 def agreement(mem, quick: bool) -> None:
-    for name, m in _modes(mem).items():
-        print(f"[{name}] ", end="")
-        _agreement(m, quick)
+    for dual in (True, False):
+        for name, m in _modes(mem).items():
+            print(f"[{name}, {'dual' if dual else 'blocked'}] ", end="")
+            _agreement(m, quick, dual)
 
 
-def _agreement(mem, quick: bool) -> None:
+def _agreement(mem, quick: bool, dual: bool = True) -> None:
     rng = np.random.default_rng(7)
     worst = (0.0, None)
     n = 20 if quick else 60
@@ -169,13 +170,15 @@ def _agreement(mem, quick: bool) -> None:
         h = int(rng.choice([1, 2, 4, 8, 12]))
         d = int(rng.choice([64, 96, 128]))
         groups = [g for s in seq for g in pim.mha_program(s, h, d, mem)]
-        ref, _ = H.simulate(mem, (), H.tiles_of(groups))
-        err = pim.mha_channel_cycles(seq, h, d, mem).cycles / ref.cycles - 1
+        ref, _ = H.simulate(mem, (), H.tiles_of(groups), dual_row_buffer=dual)
+        err = pim.mha_channel_cycles(seq, h, d, mem, dual_row_buffer=dual).cycles / ref.cycles - 1
         if abs(err) >= abs(worst[0]):
             worst = (err, f"MHA seq={seq} heads={h} d={d}")
     for rows, cols in ((32, 512), (100, 700), (1024, 1024), (2048, 4096), (64, 8192)):
-        ref, _ = H.simulate(mem, (), H.tiles_of(pim.gemv_program(rows, cols, mem)))
-        err = pim.pim_gemv_cycles(rows, cols, mem) / ref.cycles - 1
+        ref, _ = H.simulate(
+            mem, (), H.tiles_of(pim.gemv_program(rows, cols, mem)), dual_row_buffer=dual
+        )
+        err = pim.pim_gemv_cycles(rows, cols, mem, dual_row_buffer=dual) / ref.cycles - 1
         if abs(err) >= abs(worst[0]):
             worst = (err, f"GEMV {rows}x{cols}")
     print(

@@ -181,7 +181,10 @@ def test_random_streams_never_violate_timing(reqs, n_tiles, k, dual):
     tiles = [H.PimTile(3 + i, k, 1 + i % 2, i == 0) for i in range(n_tiles)]
     s, _ = _run(requests, tiles, dual=dual)
     assert s.reads + s.writes == len(requests)
-    assert s.commands.get("PIM_GEMV", 0) == n_tiles
+    assert s.commands.get("P_HEADER", 0) == n_tiles
+    # dual: one composite PIM_GEMV per tile; blocked (Newton): every COMP a command
+    assert s.commands.get("PIM_GEMV", 0) == (n_tiles if dual else 0)
+    assert s.commands.get("COMP", 0) == n_tiles * k
 
 
 def test_random_long_stream_with_refresh_is_legal():

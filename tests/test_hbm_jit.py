@@ -254,3 +254,51 @@ def test_refresh_modes_log_for_log(mode, dual, monkeypatch):
         assert out[True] == out[False], f"{mode} dual={dual} case {k}"
         saw_ref |= any(e[1] == "REF" for e in out[True][0])
     assert saw_ref
+
+
+@pytest.mark.parametrize("mode", ["all_bank", *GENERAL_MODES])
+def test_blocked_mode_paths_agree_with_vector_row_traffic(mode, monkeypatch):
+    """Blocked (Newton) mode specifics on both paths: requests to the GWRITE's vector row and
+    its bank (``hbm_timing.vector_bank``) before, between and after tiles; tiles with fewer
+    COMPs than results (a READRES straight after a READRES) and with GWRITEs; rows left open
+    into a second run; every refresh / queue mode. Same log, statistics and channel state;
+    the checker accepts both."""
+    import random
+
+    from neupims.devices import hbm_timing as T
+
+    mem = G.MEM if mode == "all_bank" else GENERAL_MODES[mode]
+    vr, vg, vb, vrow = T.vector_bank(mem)
+    rng = random.Random(12)
+    reqs = []
+    t = 0
+    for i in range(700):
+        t += rng.randrange(0, 6)
+        if i % 3 == 0:  # the vector row and its bank
+            reqs.append(H.Request(t, rng.random() < 0.3, vr, vg, vb, rng.choice([vrow, 1]), 0))
+        else:
+            reqs.append(
+                H.Request(t, rng.random() < 0.2, rng.randrange(2), rng.randrange(4), 0, 2, 0)
+            )
+    tiles = [
+        H.PimTile(10 + i, k, n, i % 3 == 0)
+        for i, (k, n) in enumerate(
+            [(2, 4), (32, 4), (1, 1), (32, 1), (5, 8), (40, 3), (3, 3), (32, 4), (7, 2)] * 4
+        )
+    ]
+
+    def run():
+        ch = H.HbmChannel(mem, dual_row_buffer=False)
+        ctl = H.Controller(ch)
+        ctl.run(reqs[:400], tiles[:20])
+        later = [dataclasses.replace(r, arrival=r.arrival + ch.last_issue) for r in reqs[400:]]
+        return ch, ctl.run(later, tiles[20:])
+
+    out = _both(monkeypatch, run)
+    assert out[True] == out[False], mode
+    log = out[True][0]
+    names = [e[1] for e in log]
+    assert "PIM_GEMV" not in names and "PIM_PRECHARGE" not in names
+    assert any(a[1] == b[1] == "READRES" for a, b in zip(log, log[1:], strict=False))
+    assert any(e[1] in ("RD", "WR") and e[2:6] == (vr, vg, vb, vrow) for e in log)
+    assert "REF" in names and names.count("GWRITE") == sum(x.gwrite for x in tiles)

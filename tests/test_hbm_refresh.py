@@ -112,6 +112,11 @@ def test_guard_estimate_is_the_released_formula():
     assert T.guard_estimate(REL, 3, 1, 0, True) == 90 + 14 + 2 * 6 + 96
     pc, fixed, comp, res, gw = T.guard_parts(REL)
     assert (pc, fixed, comp, res, gw) == (5, 104, 2, 2, 96)
+    # blocked mode: the GWRITE also opens its row, + tRP + tRCDRD (the released estimate of a
+    # GWRITE to a closed bank: 96 + 14 + 14; its + 5 precharge is the open-row term)
+    assert T.guard_parts(REL, False)[4] == 96 + 14 + 14
+    assert T.guard_estimate(REL, 32, 1, 32, True, dual=False) == 328 + 124
+    assert T.guard_estimate(REL, 32, 4, 32, False, dual=False) == 334
 
 
 # ------------------------------------------------------------------ command level

@@ -120,9 +120,8 @@ def test_refresh_gates():
     assert _gate(ch, "ACT", t + T.tRFC, row=2).constraint == "tRFC"
 
 
-@pytest.mark.parametrize("dual", [True, False])
-def test_pim_tile_gates(dual):
-    ch = _ch(dual)
+def test_pim_tile_gates():
+    ch = _ch(True)
     ch.issue("P_HEADER", row=9, at=0)
     ch.issue("GWRITE", row=9, at=1)
     ch.issue("G_ACT", 0, 0, row=9, at=2)
@@ -143,6 +142,97 @@ def test_pim_tile_gates(dual):
     _gate(ch, "PIM_PRECHARGE", r + T.tRTP_L)
     p = ch.log[-1][0]
     assert _gate(ch, "G_ACT", p + T.tRP, 0, 0, row=10).constraint == "tRP(PIM)"
+
+
+def _gate_wide(ch, cmd, expected, rank=-1, bg=-1, bank=-1, row=0, col=0):
+    """``_gate`` for a channel-wide command whose log row names a bank (blocked GWRITE) or
+    not (-1)."""
+    assert ch.earliest(cmd, max(rank, 0), max(bg, 0), max(bank, 0)) == expected
+    bad = check_log(
+        [*ch.log, (expected - 1, cmd, rank, bg, bank, row, col)], ch.mem, dual_row_buffer=False
+    )
+    assert bad is not None, f"checker accepted {cmd} one cycle early"
+    with pytest.raises(HbmTimingError):
+        ch.issue(cmd, max(rank, 0), max(bg, 0), max(bank, 0), row, col, at=expected - 1)
+    ch.issue(cmd, max(rank, 0), max(bg, 0), max(bank, 0), row, col, at=expected)
+    assert check_log(ch.log, ch.mem, dual_row_buffer=False) is None
+    return bad
+
+
+def test_blocked_tile_gates():
+    """Blocked mode (one row buffer, Newton's commands, docs/hbm_pim.md "Blocked (Newton)
+    mode"): the vector row's ACT -> GWRITE tRCDRD, GWRITE -> PRE CWL + transfer, PRE -> G_ACT
+    tRP, G_ACT -> PREA tRAS, PREA -> G_ACT tRP; COMP -> COMP tCCD_L, a result's READRES
+    tCCD_L x 6 after its first COMP and tCCD_L after its last, READRES -> COMP; each one
+    cycle early refused by channel and checker."""
+    ch = _ch(False)
+    vr, vg, vb, vrow = 0, 3, 0, 99
+    ch.issue("P_HEADER", row=9, at=0)
+    ch.issue("ACT", vr, vg, vb, row=vrow, at=1)
+    v = _gate_wide(ch, "GWRITE", 1 + T.tRCDRD, vr, vg, vb, row=vrow)
+    assert v.constraint.startswith("tRCDRD(GWRITE")
+    gw = ch.log[-1][0]
+    load = T.CWL + MEM.pim.gwrite_cycles
+    v = _gate(ch, "PRE", gw + load, vr, vg, vb, row=vrow)
+    assert v.constraint.startswith("GWRITE->PRE")
+    pre = ch.log[-1][0]
+    assert _gate(ch, "G_ACT", pre + T.tRP, vr, vg, row=9).constraint.startswith("tRP(PRE->G_ACT")
+    for g in range(3):
+        ch.issue("G_ACT", 0, g, row=9)
+    for g in range(4):
+        ch.issue("G_ACT", 1, g, row=9)
+    last = ch.log[-1][0]
+    v = _gate_wide(ch, "COMP", last + T.tRCDRD, row=9, col=0)
+    assert v.constraint == "tRCDRD(PIM)"
+    c0 = ch.log[-1][0]
+    assert _gate_wide(ch, "COMP", c0 + T.tCCD_L, row=9, col=1).constraint == "COMP_to_COMP"
+    # 2 COMPs: the pipeline (6 slots from the first COMP) sets the READRES
+    v = _gate_wide(ch, "READRES", c0 + 6 * T.tCCD_L, row=9)
+    assert v.constraint.startswith("COMP_pipeline")
+    r0 = ch.log[-1][0]
+    v = _gate_wide(ch, "COMP", r0 + max(BL, T.tCCD_L), row=9, col=0)
+    assert v.constraint == "READRES_to_COMP"
+    c = ch.log[-1][0]
+    for j in range(1, 8):  # 8 COMPs: the last one sets the READRES
+        c = ch.issue("COMP", row=9, col=j, at=c + T.tCCD_L)
+    assert _gate_wide(ch, "READRES", c + T.tCCD_L, row=9).constraint == "COMP_to_READRES"
+    r1 = ch.log[-1][0]
+    v = _gate(ch, "PREA", r1 + T.tRTP_L)
+    assert v.constraint == "PIM->PRE(single)"
+    prea = ch.log[-1][0]
+    ch.issue("PREA", 1, at=prea + 1)
+    assert _gate(ch, "G_ACT", prea + T.tRP, 0, 0, row=10).constraint.startswith("tRP(PRE->G_ACT")
+
+
+def test_blocked_gact_row_needs_tras_before_prea():
+    ch = _ch(False)
+    ch.issue("G_ACT", 0, 0, row=9, at=0)
+    assert _gate(ch, "PREA", T.tRAS).constraint.startswith("tRAS(G_ACT->PRE")
+
+
+def test_checker_rejects_blocked_gwrite_without_its_row_and_newton_commands():
+    """One row buffer: a GWRITE copies its row through the bank's buffer, so the row must be
+    open there (the channel refuses it too); PIM_GEMV and PIM_PRECHARGE are NeuPIMs'
+    commands, not Newton's."""
+    ok = [(0, "ACT", 0, 3, 0, 99, 0), (14, "GWRITE", 0, 3, 0, 99, 0)]
+    assert check_log(ok, MEM, dual_row_buffer=False) is None
+    for bad in (
+        [(14, "GWRITE", 0, 3, 0, 99, 0)],  # no row open
+        [(0, "ACT", 0, 3, 0, 98, 0), (14, "GWRITE", 0, 3, 0, 99, 0)],  # another row open
+        [(0, "ACT", 0, 3, 0, 99, 0), (14, "GWRITE", -1, -1, -1, 99, 0)],  # names no bank
+    ):
+        v = check_log(bad, MEM, dual_row_buffer=False)
+        assert v is not None and "GWRITE" in v.constraint and "row" in v.constraint, v
+    # the same GWRITE without a row is dual mode's (the vector comes over the data path)
+    assert check_log([(14, "GWRITE", -1, -1, -1, 99, 0)], MEM, dual_row_buffer=True) is None
+    ch = _ch(False)
+    with pytest.raises(HbmTimingError, match="must be open"):
+        ch.issue("GWRITE", 0, 3, 0, row=99, at=20)
+    for cmd in ("PIM_GEMV", "PIM_PRECHARGE"):
+        v = check_log([(0, cmd, -1, -1, -1, 0, 8)], MEM, dual_row_buffer=False)
+        assert "not a Newton command" in v.constraint
+        with pytest.raises(HbmTimingError, match="not a Newton command"):
+            _ch(False).issue(cmd, row=0, col=8, at=0)
 
 
 def test_global_buffer_gate():

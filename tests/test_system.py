@@ -127,8 +127,10 @@ def test_blocked_vs_dual_ordering():
 
 def test_dual_row_buffer_prefetch_without_sbi():
     """Without SBI, dual row buffers let the Proj/FFN weight DMA run during the MHA stage:
-    faster when those GEMMs are weight-bound (small batch), never slower; blocked mode and
-    the switched-off prefetch give the same time."""
+    faster when those GEMMs are weight-bound (small batch), never slower; with the prefetch
+    switched off Proj/FFN take as long as in blocked mode. The MHA itself is slower in blocked
+    mode (each GWRITE opens its vector's row in the single row buffer, docs/hbm_pim.md
+    "Blocked (Newton) mode")."""
     seq, ch = synthetic_batch(64)
     t = {}
     for name, kw in (
@@ -137,9 +139,13 @@ def test_dual_row_buffer_prefetch_without_sbi():
         ("dual_off", {"dual_row_buffer": True, "prefetch_during_pim": False}),
     ):
         t[name] = build_system("npu_pim", "gpt3-7b", 4, layers=2, **kw).iteration(seq, ch)
-    assert t["dual"].iteration_cycles < t["blocked"].iteration_cycles
-    assert t["dual_off"].iteration_cycles == pytest.approx(t["blocked"].iteration_cycles)
-    assert t["dual"].stage_cycles["MHA"] == t["blocked"].stage_cycles["MHA"]
+    assert t["dual"].iteration_cycles < t["dual_off"].iteration_cycles
+    assert t["dual_off"].iteration_cycles < t["blocked"].iteration_cycles
+    assert t["dual"].stage_cycles["MHA"] == t["dual_off"].stage_cycles["MHA"]
+    assert t["dual"].stage_cycles["MHA"] < t["blocked"].stage_cycles["MHA"]
+    assert t["dual_off"].stage_cycles["ProjFFN"] == pytest.approx(
+        t["blocked"].stage_cycles["ProjFFN"]
+    )
     assert t["dual"].stage_cycles["ProjFFN"] < t["blocked"].stage_cycles["ProjFFN"]
 
 

@@ -94,7 +94,7 @@ def simulate_pattern(
     wall = time.perf_counter() - t0
     sim_s = stats.cycles * mem.timing.tck_ns * 1e-9
     moved = (stats.reads + stats.writes) * mem.access_bytes
-    n_cmd = sum(v for k, v in stats.commands.items() if k != "COMP")
+    n_cmd = len(ch.log)  # commands issued (dual mode's COMP count is inside its PIM_GEMVs)
     ch_bw = moved / sim_s if sim_s else 0.0
     out = {
         "hw": mem.name,
@@ -118,7 +118,7 @@ def simulate_pattern(
         "energy_j": ch.energy_j(stats),
     }
     if tiles:
-        out["pim_gemv_fast_path_cycles"] = pim.pim_gemv_cycles(*gemv, mem)
+        out["pim_gemv_fast_path_cycles"] = pim.pim_gemv_cycles(*gemv, mem, dual_row_buffer=ch.dual)
     if check:
         v = check_log(ch.log, mem, dual_row_buffer=ch.dual, refresh=ch.refresh)
         out["checker"] = "ok" if v is None else str(v)

@@ -23,7 +23,10 @@ which gives identical logs (tests/test_hbm_jit.py).
 Row buffers: each bank has a MEM row buffer (ACT/RD/WR/PRE). With ``dual_row_buffer`` it
 also has a PIM row buffer (G_ACT/PIM_GEMV/READRES/PIM_PRECHARGE) with its own open row; a
 row may not be open in both. Without (Newton, blocked mode) one buffer serves both, and
-the controller holds normal requests back while PIM work is queued.
+the controller holds normal requests back while PIM work is queued. Blocked mode also uses
+Newton's command set (:mod:`neupims.devices.hbm_timing`): a tile closes rows with PREA per
+rank, copies its vector's row with ACT + GWRITE + PRE through the one buffer, and issues its
+COMPs one by one with a READRES per result (:meth:`Controller._expand`).
 """
 
 from __future__ import annotations
@@ -196,6 +199,8 @@ class HbmChannel:
         self.t = mem.timing
         self.tfaw = mem.timing.tFAW
         self.data = [T.data_window(c, mem) for c in range(n)]
+        vr, vg, vb, self.vec_row = T.vector_bank(mem)
+        self.vec = (vr, vg, vb)  # blocked mode: the bank a GWRITE copies its row from
         self._compile(T.rules(mem, self.dual))
 
     # ------------------------------------------------------------------ bookkeeping
@@ -250,6 +255,7 @@ class HbmChannel:
         # channel-wide PIM commands: every scope of their rules is the whole channel
         self.wide_earliest = {}
         self.wide_update = {}
+        self.wide_bank_rules = {}
         for c in T.CHANNEL_WIDE:
             w = self.data[c]
             lines = [
@@ -262,7 +268,12 @@ class HbmChannel:
                 lines += [f"    x = ch.bus_free - {w[0]}", "    if x > t: t = x"]
             lines.append("    return t")
             upd = [f"def wu_{c}(t, occ):"]
+            # "bank" rules apply to the bank the command names (a blocked-mode GWRITE):
+            # HbmChannel._apply; every other scope is the whole channel
+            self.wide_bank_rules[c] = [(lt, d) for sc, lt, d, _ in table[c] if sc == "bank"]
             for _scope, later, delay, occ in table[c]:
+                if _scope == "bank":
+                    continue
                 upd += [
                     f"    v = t + {delay}" + (" + occ" if occ else ""),
                     f"    if v > nc[{later}]: nc[{later}] = v",
@@ -317,7 +328,7 @@ class HbmChannel:
         return (rank * self.G + bg) * self.B + bank
 
     def _check_target(self, cmd: int, rank: int, bg: int, bank: int) -> None:
-        if cmd in T.CHANNEL_WIDE:
+        if cmd in T.CHANNEL_WIDE and not (cmd == T.GWRITE and not self.dual):
             return
         if not 0 <= rank < self.R or not 0 <= bg < self.G:
             raise HbmTimingError(f"{T.COMMANDS[cmd]}: rank {rank}/bank group {bg} out of range")
@@ -334,7 +345,10 @@ class HbmChannel:
                 (rank * self.G + bg) * self.B + bank, self.last_issue + 1, self.bus_free
             )
         if cmd in self.wide_earliest:
-            return self.wide_earliest[cmd]()
+            t = self.wide_earliest[cmd]()
+            if cmd == T.GWRITE and not self.dual:  # blocked: its row's ACT -> GWRITE gate
+                t = max(t, self.nb[cmd][(rank * self.G + bg) * self.B + bank])
+            return t
         if cmd == T.G_ACT:
             return self.gact_earliest(rank * self.G + bg, rank)
         # PREA / REF: rank-wide; PREA also obeys every bank's precharge gate
@@ -371,7 +385,16 @@ class HbmChannel:
                     return f"G_ACT to bank {b} with MEM row open (single row buffer)"
                 if self.mem_row[b] == row:
                     return f"G_ACT of row {row}, open in bank {b}'s MEM buffer"
-        elif cmd in (T.PIM_GEMV, T.READRES):
+        elif cmd in (T.PIM_GEMV, T.PIM_PRECHARGE) and not self.dual:
+            return f"{T.COMMANDS[cmd]} is not a Newton command (single row buffer)"
+        elif cmd == T.GWRITE and not self.dual:
+            b = self._bank_id(rank, bg, bank)
+            if self.mem_row[b] != row:
+                return (
+                    f"GWRITE of row {row} of bank {b}: its row must be open in the (single) "
+                    f"row buffer, open row {self.mem_row[b]}"
+                )
+        if cmd in (T.PIM_GEMV, T.READRES, T.COMP):
             rows = set(self.pim_row)
             if len(rows) != 1 or CLOSED in rows:
                 return f"{T.COMMANDS[cmd]} needs one PIM row open in every bank"
@@ -431,11 +454,20 @@ class HbmChannel:
             self._set_open(B, t)
             return
         if cmd in T.CHANNEL_WIDE:
-            self.log.append((t, T.COMMANDS[cmd], -1, -1, -1, row, col))
             occ = 0
             if cmd == T.PIM_GEMV:
                 occ = T.occupancy(col, self.mem)
                 self.comps += col
+            elif cmd == T.COMP:
+                occ = T.comp_occupancy(col, self.mem)
+            if cmd == T.GWRITE and not self.dual:  # blocked: it names its row's bank
+                self.log.append((t, "GWRITE", rank, bg, bank, row, col))
+                b = (rank * self.G + bg) * self.B + bank
+                for later, delay in self.wide_bank_rules[cmd]:
+                    if t + delay > self.nb[later][b]:
+                        self.nb[later][b] = t + delay
+            else:
+                self.log.append((t, T.COMMANDS[cmd], -1, -1, -1, row, col))
             self.wide_update[cmd](t, occ)
             w = self.data[cmd]
             if w is not None:
@@ -470,6 +502,9 @@ class HbmChannel:
             for bb in rank_banks:
                 if self.mem_row[bb] != CLOSED:
                     self.mem_row[bb] = CLOSED
+                    self._set_open(-1, t)
+                if not self.dual and self.pim_row[bb] != CLOSED:  # one buffer: closes G_ACT rows
+                    self.pim_row[bb] = CLOSED
                     self._set_open(-1, t)
 
     def _close_pim_rows(self, t: int) -> None:
@@ -659,15 +694,19 @@ class Controller:
         interval = self.ref_interval
         guard = self.guard and gen
         skip = False  # the guard idles the PIM queue until the pending refresh's REF
-        guard_est = functools.partial(T.guard_estimate, self.mem)
+        guard_est = functools.partial(T.guard_estimate, self.mem, dual=dual)
         pim_lb = 0  # lower bound of the PIM queue head's earliest cycle (0: unknown)
 
         def next_ref():
-            """The pending refresh's next command: PREA of a group rank with a MEM row open,
-            PIM_PRECHARGE while a group rank's bank holds a PIM row, then REF per rank."""
+            """The pending refresh's next command: PREA of a group rank with a MEM row open
+            (blocked mode: any row, its one buffer), PIM_PRECHARGE while a group rank's bank
+            holds a PIM row, then REF per rank."""
             ranks = [(ref_rank + i) % ch.R for i in range(group)]
             for r in ranks:
-                if any(mem_row[x] != CLOSED for x in range(r * G * B, (r + 1) * G * B)):
+                if any(
+                    mem_row[x] != CLOSED or (not dual and pim_row[x] != CLOSED)
+                    for x in range(r * G * B, (r + 1) * G * B)
+                ):
                     return T.PREA, r
             for r in ranks:
                 if any(pim_row[x] != CLOSED for x in range(r * G * B, (r + 1) * G * B)):
@@ -742,7 +781,10 @@ class Controller:
                 cmd, r = refreshing.popleft()
                 skip = (
                     cmd == T.PREA
-                    and all(mem_row[x] == CLOSED for x in range(r * G * B, (r + 1) * G * B))
+                    and all(
+                        mem_row[x] == CLOSED and (dual or pim_row[x] == CLOSED)
+                        for x in range(r * G * B, (r + 1) * G * B)
+                    )
                 ) or (cmd == T.PIM_PRECHARGE and all(x == CLOSED for x in pim_row))
                 if not skip:
                     ch.last_issue, ch.bus_free = last, bus
@@ -838,15 +880,23 @@ class Controller:
                     pim_lb = wide_earliest[T.P_HEADER]()
                     if guard:  # the tile would not finish before the next refresh: idle
                         tl = tiles[0]
-                        est = guard_est(tl.k, tl.n_results, nbk - pim_row.count(CLOSED), tl.gwrite)
+                        n_open = nbk - pim_row.count(CLOSED)
+                        if not dual:  # one buffer: every open row must close
+                            n_open = sum(
+                                1
+                                for x in range(nbk)
+                                if pim_row[x] != CLOSED or mem_row[x] != CLOSED
+                            )
+                        est = guard_est(tl.k, tl.n_results, n_open, tl.gwrite)
                         skip = gdue - pim_lb <= est
                 else:
                     c, r, g, bk, row, col = pim_cmds[0]
-                    if c in wide_earliest:
+                    if c in wide_earliest and (dual or c != T.GWRITE):
                         pim_lb = wide_earliest[c]()
                     elif c == T.G_ACT:
                         pim_lb = ch.gact_earliest(r * G + g, r)
-                    else:  # a PRE freeing the tile's row
+                    else:  # a PRE freeing the tile's row; blocked: PREA, the vector's ACT,
+                        # GWRITE and PRE
                         pim_lb = ch.earliest(c, r, g, bk, col)
                 if not skip and (kind == 0 or pim_lb <= bt):
                     if kind == 1:
@@ -930,7 +980,10 @@ class Controller:
                     tile = tiles.popleft()
                     self._expand(tile, pim_cmds)
                     if not tiles:  # release the banks after the last tile
-                        pim_cmds.append((T.PIM_PRECHARGE, 0, 0, 0, 0, 0))
+                        if dual:
+                            pim_cmds.append((T.PIM_PRECHARGE, 0, 0, 0, 0, 0))
+                        else:  # Newton: ordinary precharges, PREA per rank
+                            pim_cmds.extend((T.PREA, r, 0, 0, 0, 0) for r in range(ch.R))
                     for x in pim_cmds:
                         if x[0] == T.G_ACT:
                             gact_pending[x[1]] += 1
@@ -1047,8 +1100,8 @@ class Controller:
             [ch.R, ch.G, ch.B, ch.tfaw, t_.CL, ch.mem.burst_cycles, t_.CWL, self.queue_size]
             + [t_.tREFI, int(ch.refresh), int(ch.dual), t_.tCCD_L, T.MIN_COMP_SLOTS]
             + [int(self.ref_general), self.ref_interval, self.ref_group, int(self.guard)]
-            + list(T.guard_parts(self.mem))
-            + [self.bank_cap],
+            + list(T.guard_parts(self.mem, ch.dual))
+            + [self.bank_cap, ch._bank_id(*ch.vec), ch.vec_row],
             dtype=np.int64,
         )
         stats = ch.stats
@@ -1120,6 +1173,9 @@ class Controller:
     def _expand(self, tile: PimTile, out: deque) -> None:
         """Commands of one tile GEMV in issue order (module docstring of neupims.devices.pim)."""
         ch = self.ch
+        if not ch.dual:
+            self._expand_blocked(tile, out)
+            return
         out.append((T.P_HEADER, 0, 0, 0, tile.row, 0))
         if tile.gwrite:
             out.append((T.GWRITE, 0, 0, 0, tile.row, 0))
@@ -1137,6 +1193,36 @@ class Controller:
         out.append((T.PIM_GEMV, 0, 0, 0, tile.row, tile.k))
         for _ in range(tile.n_results):
             out.append((T.READRES, 0, 0, 0, tile.row, 0))
+
+    def _expand_blocked(self, tile: PimTile, out: deque) -> None:
+        """Blocked mode (one row buffer, Newton's commands), in issue order: P_HEADER; PREA
+        of every rank with a row open; with a new vector, ACT of its row
+        (:func:`hbm_timing.vector_bank`) and GWRITE; the G_ACTs (bank groups in order, ranks
+        interleaved) with, before the vector bank's group, the PRE of the vector's row; then
+        per result its COMPs (``col`` = index among the result's COMPs) and its READRES."""
+        ch = self.ch
+        row = tile.row
+        out.append((T.P_HEADER, 0, 0, 0, row, 0))
+        GB = ch.G * ch.B
+        for r in range(ch.R):
+            if any(
+                ch.mem_row[x] != CLOSED or ch.pim_row[x] != CLOSED
+                for x in range(r * GB, (r + 1) * GB)
+            ):
+                out.append((T.PREA, r, 0, 0, 0, 0))
+        vr, vg, vb = ch.vec
+        if tile.gwrite:
+            out.append((T.ACT, vr, vg, vb, ch.vec_row, 0))
+            out.append((T.GWRITE, vr, vg, vb, ch.vec_row, 0))
+        for g in range(ch.G):
+            for r in range(ch.R):
+                if tile.gwrite and r == vr and g == vg:
+                    out.append((T.PRE, vr, vg, vb, ch.vec_row, 0))
+                out.append((T.G_ACT, r, g, 0, row, 0))
+        for c in T.comp_split(tile.k, tile.n_results):
+            for j in range(c):
+                out.append((T.COMP, 0, 0, 0, row, j))
+            out.append((T.READRES, 0, 0, 0, row, 0))
 
 
 def _jit_tables(ch: HbmChannel, jit):

@@ -18,6 +18,13 @@ rank (all ranks for all_bank); its REFs issue no earlier; from the insertion to 
 no ACT/RD/WR goes to that rank; no tile starts (P_HEADER) while an insertion is due and not
 refreshed; and with the guard a P_HEADER issues only if the guard's estimate of its tile
 (restated here from the released controller's formula) ends before the next insertion.
+
+Blocked mode (``dual_row_buffer`` false: one row buffer, Newton's command set): PIM_GEMV and
+PIM_PRECHARGE (NeuPIMs' additions) are refused; a G_ACT row is an ordinary open row (PRE/PREA
+close it, tRAS before and tRP after); a GWRITE names the bank whose row it copies, which must
+be open there (tRCDRD after its ACT, and open until the copy ends); COMPs come one per
+command, each result's READRES no sooner than tCCD_L after its last COMP and MIN_COMP_SLOTS
+slots after its first.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-WIDE = {"P_HEADER", "GWRITE", "PIM_GEMV", "READRES", "PIM_PRECHARGE"}
+WIDE = {"P_HEADER", "GWRITE", "PIM_GEMV", "READRES", "PIM_PRECHARGE", "COMP"}
+#: COMP slots of tCCD_L a result's pipeline needs from its first COMP to its READRES
+#: (restated from docs/sources/neupims.md §6: NewtonSim's 2 (max(k, 6) + 1) composite)
+PIPELINE_SLOTS = 6
 
 
 @dataclass(frozen=True)
@@ -91,17 +101,17 @@ def _rules(mem, dual: bool) -> list[_Rule]:
         ("tRTP", {"RD"}, {"PRE", "PREA"}, "bank", t.tRTP_L),
         ("tWR", {"WR"}, {"PRE", "PREA"}, "bank", t.CWL + bl + t.tWR),
         ("tRFC", {"REF"}, {"ACT", "G_ACT", "REF"}, "rank", t.tRFC),
-        # PIM (section 6)
+        # PIM (section 6); COMP: Newton's single dot-product command (blocked mode)
         ("ACT<->G_ACT", {"ACT"}, {"G_ACT"}, "bank", t.tRRD_L if dual else t.tRAS + t.tRP),
         ("G_ACT->ACT", {"G_ACT"}, {"ACT"}, "bg", t.tRRD_L if dual else t.tRAS + t.tRP),
         ("tRC(PIM)", {"G_ACT"}, {"G_ACT"}, "bank", t.tRAS + t.tRP),
-        ("tRCDRD(PIM)", {"G_ACT"}, {"PIM_GEMV"}, "any", t.tRCDRD),
+        ("tRCDRD(PIM)", {"G_ACT"}, {"PIM_GEMV", "COMP"}, "any", t.tRCDRD),
         ("tRAS(PIM)", {"G_ACT"}, {"PIM_PRECHARGE"}, "any", t.tRAS),
         ("tRP(PIM)", {"PIM_PRECHARGE"}, {"G_ACT", "REF"}, "any", t.tRP),
         (
             "global_buffer_load",
             {"GWRITE"},
-            {"PIM_GEMV", "GWRITE"},
+            {"PIM_GEMV", "GWRITE", "COMP"},
             "any",
             t.CWL + mem.pim.gwrite_cycles,
         ),
@@ -109,19 +119,41 @@ def _rules(mem, dual: bool) -> list[_Rule]:
         ("PIM_read_to_precharge", {"READRES"}, {"PIM_PRECHARGE"}, "any", t.tRTP_L),
         ("PIM_GEMV_to_precharge", {"PIM_GEMV"}, {"PIM_PRECHARGE"}, "any", None),
         ("READRES_to_READRES", {"READRES"}, {"READRES"}, "any", max(bl, tcl)),
+        ("COMP_to_COMP", {"COMP"}, {"COMP"}, "any", tcl),
+        ("COMP_to_READRES", {"COMP"}, {"READRES"}, "any", tcl),
+        ("READRES_to_COMP", {"READRES"}, {"COMP"}, "any", max(bl, tcl)),
+        ("COMP_to_GWRITE (buffer in use)", {"COMP"}, {"GWRITE"}, "any", tcl),
     ]
     if not dual:  # Newton single row buffer: normal-buffer gaps apply to PIM commands
         spec += [
-            ("RD->COMP/READRES(single)", {"RD"}, {"PIM_GEMV", "READRES"}, "any", max(bl, tcl)),
+            (
+                "RD->COMP/READRES(single)",
+                {"RD"},
+                {"PIM_GEMV", "READRES", "COMP"},
+                "any",
+                max(bl, tcl),
+            ),
             (
                 "WR->COMP/READRES(single)",
                 {"WR"},
-                {"PIM_GEMV", "READRES"},
+                {"PIM_GEMV", "READRES", "COMP"},
                 "any",
                 t.CWL + bl + t.tWTR_L,
             ),
-            ("PIM->PRE(single)", {"READRES"}, {"PRE", "PREA"}, "any", t.tRTP_L),
+            ("PIM->PRE(single)", {"READRES", "COMP"}, {"PRE", "PREA"}, "any", t.tRTP_L),
             ("PIM_PRECHARGE->ACT(single)", {"PIM_PRECHARGE"}, {"ACT"}, "any", t.tRP),
+            # one buffer: a G_ACT row is an ordinary open row
+            ("tRAS(G_ACT->PRE, single)", {"G_ACT"}, {"PRE", "PREA"}, "bank", t.tRAS),
+            ("tRP(PRE->G_ACT, single)", {"PRE", "PREA"}, {"G_ACT"}, "bank", t.tRP),
+            # the GWRITE copies its row through the buffer
+            ("tRCDRD(GWRITE, single)", {"ACT"}, {"GWRITE"}, "bank", t.tRCDRD),
+            (
+                "GWRITE->PRE(single: row open until the copy ends)",
+                {"GWRITE"},
+                {"PRE", "PREA"},
+                "bank",
+                t.CWL + mem.pim.gwrite_cycles,
+            ),
         ]
     out = []
     for name, a, b, scope, gap in spec:
@@ -151,8 +183,9 @@ def _data_window(e: tuple, mem) -> tuple[int, int] | None:
 
 
 def _related(scope: str, a: tuple, b: tuple) -> bool:
-    """Does the scope relate log entries a and b? Channel-wide commands touch every bank."""
-    if scope == "any" or a[1] in WIDE or b[1] in WIDE:
+    """Does the scope relate log entries a and b? Channel-wide commands touch every bank;
+    a channel-wide command that names a bank (a blocked-mode GWRITE) that bank."""
+    if scope == "any" or (a[1] in WIDE and a[2] < 0) or (b[1] in WIDE and b[2] < 0):
         return True
     if a[2] != b[2]:
         return False
@@ -178,16 +211,19 @@ def _tiles_of_log(log: list) -> dict[int, tuple[int, int, bool]]:
                 out[cur][2] = True
             elif e[1] == "PIM_GEMV":
                 out[cur][0] = e[6]
+            elif e[1] == "COMP":
+                out[cur][0] += 1
             elif e[1] == "READRES":
                 out[cur][1] += 1
     return {i: tuple(v) for i, v in out.items()}
 
 
-def _guard_estimate(mem, k: int, n_res: int, open_banks: int, gwrite: bool) -> int:
+def _guard_estimate(mem, k: int, n_res: int, open_banks: int, gwrite: bool, dual: bool) -> int:
     """The released controller's latency estimate of a GEMV header (NewtonSim
     EstimatePIMOperationLatency), restated: open PIM rows x precharge latency + tFAW x
     (G_ACTs per rank - 1) + tRCDRD + max(burst, tCCD_S) max(k, 6) + max(burst, tCCD_L)
-    (results - 1), + the GWRITE transfer when the tile carries one."""
+    (results - 1), + the GWRITE transfer when the tile carries one (blocked mode: + tRP +
+    tRCDRD to open the vector's row, as the released GWRITE estimate)."""
     t, o = mem.timing, mem.organization
     bl = mem.burst_cycles
     n_gact_per_rank = o.bank_groups
@@ -198,7 +234,9 @@ def _guard_estimate(mem, k: int, n_res: int, open_banks: int, gwrite: bool) -> i
         + max(bl, t.tCCD_S) * max(k, 6)
         + max(bl, t.tCCD_L) * (n_res - 1)
     )
-    return est + (mem.pim.gwrite_cycles if gwrite else 0)
+    if gwrite:
+        est += mem.pim.gwrite_cycles + (0 if dual else t.tRP + t.tRCDRD)
+    return est
 
 
 def check_log(
@@ -224,6 +262,7 @@ def check_log(
     acts: dict[int, list[tuple]] = {}
     data: list[tuple[int, int, tuple]] = []
     mem_open: dict[tuple, int] = {}
+    comp_first = None  # the first COMP of the result in progress
     pim_open: dict[tuple, int] = {}
     banks = [
         (r, g, b)
@@ -261,7 +300,10 @@ def check_log(
                     return bad(f"tile_during_pending_refresh (inserted at {due})")
                 if rs.pim_deadline_guard:
                     k, n_res, gw = tiles[i]
-                    est = _guard_estimate(mem, k, n_res, len(pim_open), gw)
+                    n_open = (
+                        len(pim_open) if dual_row_buffer else len(set(pim_open) | set(mem_open))
+                    )
+                    est = _guard_estimate(mem, k, n_res, n_open, gw, dual_row_buffer)
                     if due - cyc <= est:
                         return bad(
                             f"pim_deadline_guard (tile estimate {est} cycles, "
@@ -293,6 +335,16 @@ def check_log(
                 if w[0] < en and s < w[1]:
                     return bad("data_bus_overlap", p, en - e[0], w[0] - e[0])
             data.append((w[0], w[1], e))
+        # ---- a result's COMP pipeline: its READRES >= its first COMP + PIPELINE_SLOTS slots
+        if cmd == "COMP" and comp_first is None:
+            comp_first = e
+        elif cmd == "READRES" and comp_first is not None:
+            need = t.tCCD_L * PIPELINE_SLOTS
+            if cyc - comp_first[0] < need:
+                return bad(
+                    "COMP_pipeline (first COMP to READRES)", comp_first, need, cyc - comp_first[0]
+                )
+            comp_first = None
         # ---- bank state
         err = _state(e, mem_open, pim_open, banks, dual_row_buffer)
         if err:
@@ -305,6 +357,8 @@ def check_log(
 def _state(e, mem_open, pim_open, banks, dual) -> str | None:
     cmd, r, g, b, row = e[1], e[2], e[3], e[4], e[5]
     key = (r, g, b)
+    if not dual and cmd in ("PIM_GEMV", "PIM_PRECHARGE"):
+        return f"state: {cmd} is not a Newton command (single row buffer)"
     if cmd == "ACT":
         if key in mem_open:
             return f"state: ACT to open bank {key}"
@@ -317,12 +371,24 @@ def _state(e, mem_open, pim_open, banks, dual) -> str | None:
         if mem_open.get(key) != row:
             return f"state: {cmd} to row {row} of {key}, open row {mem_open.get(key)}"
     elif cmd == "PRE":
-        if key not in mem_open:
+        if key in mem_open:
+            del mem_open[key]
+        elif not dual and key in pim_open:  # one buffer: PRE closes a G_ACT row too
+            del pim_open[key]
+        else:
             return f"state: PRE to closed bank {key}"
-        del mem_open[key]
     elif cmd == "PREA":
         for k in [k for k in mem_open if k[0] == r]:
             del mem_open[k]
+        if not dual:
+            for k in [k for k in pim_open if k[0] == r]:
+                del pim_open[k]
+    elif cmd == "GWRITE" and not dual:
+        if r < 0 or mem_open.get(key) != row:
+            return (
+                f"state: GWRITE of row {row} of {key} needs that row open in the bank's "
+                f"(single) row buffer, open row {mem_open.get(key)}"
+            )
     elif cmd == "REF":
         if any(k[0] == r for k in mem_open) or any(k[0] == r for k in pim_open):
             return f"state: REF to rank {r} with banks open"
@@ -336,7 +402,7 @@ def _state(e, mem_open, pim_open, banks, dual) -> str | None:
                 if mem_open.get(k) == row:
                     return f"state: G_ACT of row {row} open in the MEM buffer of {k}"
                 pim_open[k] = row
-    elif cmd in ("PIM_GEMV", "READRES"):
+    elif cmd in ("PIM_GEMV", "READRES", "COMP"):
         rows = {pim_open.get(k) for k in banks}
         if len(rows) != 1 or None in rows:
             return f"state: {cmd} without one PIM row open in every bank"

@@ -3,10 +3,12 @@
 
 The controller hands every run here when numba is importable (and ``NEUPIMS_NO_JIT`` is not
 set): normal requests, PIM tiles (GEMV, MHA programs) and mixes of both, in dual and blocked
-(single row buffer) mode, with refresh. The kernel follows the Python controller step by
-step: FR-FCFS over a lazy heap of lower-bound keys, the issuing bank as a fast lane, the PIM
-queue served first with a lower bound of its head, a tile's commands expanded when its
-P_HEADER issues (as ``Controller._expand``), normal ACTs held while the tile has G_ACTs for
+(single row buffer, Newton's commands: PREA, the vector row's ACT/GWRITE/PRE, one COMP per
+command; ``Controller._expand_blocked``) mode, with refresh. The kernel follows the Python
+controller step by step: FR-FCFS over a lazy heap of lower-bound keys, the issuing bank as
+a fast lane, the PIM queue served first with a lower bound of its head, a tile's commands
+expanded when its P_HEADER issues (as ``Controller._expand``), normal ACTs held while the
+tile has G_ACTs for
 the rank or the row is the PIM buffer's, and all-bank refresh every tREFI (after the tile in
 progress) as PREA per rank, PIM_PRECHARGE, REF per rank; or the general refresh path
 (rank-staggered refresh, the PIM refresh-deadline guard: ``Controller._run``'s ``gen``
@@ -216,10 +218,11 @@ def _gact_earliest(g, r, lo, nb, ng, nr, nc, B, gact, tfaw, acts, acts_n, acts_h
 
 @njit(cache=True)
 def _pim_head_earliest(
-    pc, ph, pt, lo, bus, nb, ng, nr, nc, has_w, w0, G, B, tfaw, acts, acts_n, acts_h, ids
+    pc, ph, pt, lo, bus, nb, ng, nr, nc, has_w, w0, G, B, tfaw, acts, acts_n, acts_h, ids, dual
 ):
     """Earliest cycle of the PIM queue's head: the next tile's P_HEADER when the queue is
-    empty, else a channel-wide command, a G_ACT or a PRE freeing the tile's row."""
+    empty, else a channel-wide command, a G_ACT or a PRE freeing the tile's row; in blocked
+    mode also a PREA, the vector row's ACT and PRE, and its GWRITE (which names its bank)."""
     if ph == pt:
         return _wide_earliest(ids[6], lo, bus, nc, has_w, w0)
     c = pc[ph, 0]
@@ -228,12 +231,19 @@ def _pim_head_earliest(
         return _gact_earliest(
             r * G + pc[ph, 2], r, lo, nb, ng, nr, nc, B, c, tfaw, acts, acts_n, acts_h
         )
-    if c == ids[3]:  # PRE
+    if c == ids[3] or c == ids[0]:  # PRE, ACT
         b = (pc[ph, 1] * G + pc[ph, 2]) * B + pc[ph, 3]
         return _earliest(
             c, b, lo, bus, nb, ng, nr, nc, has_w, w0, B, G * B, ids[0], tfaw, acts, acts_n, acts_h
         )
-    return _wide_earliest(c, lo, bus, nc, has_w, w0)
+    if c == ids[4]:  # PREA
+        return _rank_earliest(c, pc[ph, 1], lo, nb, nr, nc, ids[3], G * B, c)
+    t = _wide_earliest(c, lo, bus, nc, has_w, w0)
+    if c == ids[7] and not dual:  # blocked GWRITE: its row's ACT -> GWRITE gate
+        x = nb[c, (pc[ph, 1] * G + pc[ph, 2]) * B + pc[ph, 3]]
+        if x > t:
+            t = x
+    return t
 
 
 @njit(cache=True)
@@ -261,15 +271,31 @@ def _update(c, t, b, rules, nrules, nb, ng, nr, nc, B, GB):
 
 @njit(cache=True)
 def _wide_update(c, t, occ, wrules, nwrules, nc):
-    """A channel-wide command's rules: every scope is the whole channel, PIM_GEMV's
-    occupancy added where the rule says so (``HbmChannel.wide_update``)."""
+    """A channel-wide command's rules: every scope but ``bank`` is the whole channel, the
+    occupancy (PIM_GEMV, a result's first COMP) added where the rule says so
+    (``HbmChannel.wide_update``); ``bank`` rules (a blocked-mode GWRITE's) are
+    :func:`_bank_update`'s."""
     for k in range(nwrules[c]):
+        if wrules[c, k, 0] == S_BANK:
+            continue
         later = wrules[c, k, 1]
         v = t + wrules[c, k, 2]
         if wrules[c, k, 3]:
             v += occ
         if v > nc[later]:
             nc[later] = v
+
+
+@njit(cache=True)
+def _bank_update(c, t, b, wrules, nwrules, nb):
+    """The ``bank`` rules of channel-wide command ``c`` applied to the bank it names, ``b``
+    (a blocked-mode GWRITE: its row's PRE waits for the copy)."""
+    for k in range(nwrules[c]):
+        if wrules[c, k, 0] == S_BANK:
+            later = wrules[c, k, 1]
+            v = t + wrules[c, k, 2]
+            if v > nb[later, b]:
+                nb[later, b] = v
 
 
 @njit(cache=True)
@@ -428,9 +454,10 @@ def _rank_earliest(cmd, r, lo, nb, nr, nc, pre, GB, prea):
 
 
 @njit(cache=True)
-def _rank_apply(cmd, r, at, wrules, nwrules, nb, ng, nr, nc, mem_row, G, GB, prea):
+def _rank_apply(cmd, r, at, wrules, nwrules, nb, ng, nr, nc, mem_row, pim_row, dual, G, GB, prea):
     """PREA or REF to rank ``r`` at ``at``: its rules ("bank" meaning every bank of the rank)
-    and, for PREA, the rank's MEM rows closed. Returns the number of rows it closed."""
+    and, for PREA, the rank's MEM rows closed (blocked mode: its G_ACT rows too, one
+    buffer). Returns the number of rows it closed."""
     for k in range(nwrules[cmd]):
         scope = wrules[cmd, k, 0]
         later = wrules[cmd, k, 1]
@@ -455,18 +482,21 @@ def _rank_apply(cmd, r, at, wrules, nwrules, nb, ng, nr, nc, mem_row, G, GB, pre
             if mem_row[x] != CLOSED:
                 mem_row[x] = CLOSED
                 closed += 1
+            if not dual and pim_row[x] != CLOSED:
+                pim_row[x] = CLOSED
+                closed += 1
     return closed
 
 
 @njit(cache=True)
-def _next_ref(mem_row, pim_row, ref_rank, group, R, GB, ref_done, prea, pim_pre, ref):
+def _next_ref(mem_row, pim_row, ref_rank, group, R, GB, ref_done, prea, pim_pre, ref, dual):
     """The pending refresh's next command (``Controller`` next_ref): PREA of a group rank with
-    a MEM row open, PIM_PRECHARGE while a group rank's bank holds a PIM row, then REF per
-    rank. Returns (command, rank)."""
+    a MEM row open (blocked mode: any row), PIM_PRECHARGE while a group rank's bank holds a
+    PIM row, then REF per rank. Returns (command, rank)."""
     for i in range(group):
         r = (ref_rank + i) % R
         for x in range(r * GB, (r + 1) * GB):
-            if mem_row[x] != CLOSED:
+            if mem_row[x] != CLOSED or (not dual and pim_row[x] != CLOSED):
                 return prea, r
     for i in range(group):
         r = (ref_rank + i) % R
@@ -525,7 +555,8 @@ def run(
     burst, CWL, queue size, tREFI, refresh (0/1), dual row buffer (0/1), tCCD_L, minimum COMP
     slots, general refresh path (0/1), refresh interval, ranks per refresh, PIM deadline
     guard (0/1), the guard estimate's parts (cycles per open PIM row, fixed part, per COMP
-    slot, per further result, GWRITE), per-bank queue capacity (0: shared queue);
+    slot, per further result, GWRITE), per-bank queue capacity (0: shared queue), the
+    blocked-mode vector row's bank and row;
     ``ids``: the command ids in ``hbm_timing.COMMANDS`` order; ``state``: last issue,
     bus free, open count, open since, active cycles, next refresh due, next refresh's first
     rank. The timing arrays,
@@ -554,6 +585,8 @@ def run(
     g_res = params[20]
     g_gw = params[21]
     bank_cap = params[22]
+    vec_b = params[23]  # blocked mode: the vector row's bank (hbm_timing.vector_bank)
+    vec_row = params[24]
     ACT = ids[0]
     RD = ids[1]
     WR = ids[2]
@@ -566,6 +599,7 @@ def run(
     PIM_GEMV = ids[9]
     READRES = ids[10]
     PIM_PRECHARGE = ids[11]
+    COMP = ids[12]
     GB = G * B
     nbk = R * GB
     last = state[0]
@@ -587,7 +621,12 @@ def run(
     for x in t_nres:
         if x > max_res:
             max_res = x
-    log = np.empty((3 * n + ntiles * (6 + R * G + max_res) + 64, 7), np.int64)
+    max_k = 0
+    if not dual:  # blocked mode issues every COMP
+        for x in t_k:
+            if x > max_k:
+                max_k = x
+    log = np.empty((3 * n + ntiles * (6 + 2 * R + R * G + max_res + max_k) + 64, 7), np.int64)
     nlog = 0
     qbank = (r_rank * G + r_bg) * B + r_bank
     status = np.zeros(n, np.int64)
@@ -609,7 +648,7 @@ def run(
     end = 0
     comps = 0
     # the PIM queue: the current tile's commands (command, rank, group, bank, row, column)
-    pc = np.empty((6 + nbk + R * G + max_res, 6), np.int64)
+    pc = np.empty((8 + 2 * R + nbk + R * G + max_res + max_k, 6), np.int64)
     ph = pt = 0  # head and end of the queue
     ti = 0  # next tile
     in_tile = False
@@ -694,10 +733,10 @@ def run(
                 cmd = REF
                 r = step - R - 1
             skip = False
-            if cmd == PREA:
+            if cmd == PREA:  # blocked mode: it also closes the rank's G_ACT rows
                 skip = True
                 for x in range(r * GB, (r + 1) * GB):
-                    if mem_row[x] != CLOSED:
+                    if mem_row[x] != CLOSED or (not dual and pim_row[x] != CLOSED):
                         skip = False
                         break
             elif cmd == PIM_PRECHARGE:
@@ -752,6 +791,11 @@ def run(
                         for x in range(r * GB, (r + 1) * GB):
                             if mem_row[x] != CLOSED:
                                 mem_row[x] = CLOSED
+                                open_count -= 1
+                                if open_count == 0:
+                                    active += at - open_since
+                            if not dual and pim_row[x] != CLOSED:
+                                pim_row[x] = CLOSED
                                 open_count -= 1
                                 if open_count == 0:
                                     active += at - open_since
@@ -938,11 +982,18 @@ def run(
                 acts_n,
                 acts_h,
                 ids,
+                dual,
             )
             if guard and ph == pt:  # the next tile's header: would it beat the refresh?
                 k = t_k[ti]
+                n_open = _n_open(pim_row)
+                if not dual:  # one buffer: every open row must close
+                    n_open = 0
+                    for x in range(nbk):
+                        if pim_row[x] != CLOSED or mem_row[x] != CLOSED:
+                            n_open += 1
                 est = (
-                    _n_open(pim_row) * g_pc
+                    n_open * g_pc
                     + g_fixed
                     + g_comp * (k if k > min_slots else min_slots)
                     + g_res * (t_nres[ti] - 1)
@@ -968,7 +1019,17 @@ def run(
                 rt = gdue
             elif not in_tile:
                 rc, rr = _next_ref(
-                    mem_row, pim_row, ref_rank, group, R, GB, ref_done, PREA, PIM_PRECHARGE, REF
+                    mem_row,
+                    pim_row,
+                    ref_rank,
+                    group,
+                    R,
+                    GB,
+                    ref_done,
+                    PREA,
+                    PIM_PRECHARGE,
+                    REF,
+                    dual,
                 )
                 if rc == PIM_PRECHARGE:
                     rt = _wide_earliest(rc, lo, bus, nc, has_w, w0)
@@ -1021,7 +1082,7 @@ def run(
                 log = _put_log(log, nlog, at, rc, rr, 0, 0, 0, 0)
                 nlog += 1
                 closed = _rank_apply(
-                    rc, rr, at, wrules, nwrules, nb, ng, nr, nc, mem_row, G, GB, PREA
+                    rc, rr, at, wrules, nwrules, nb, ng, nr, nc, mem_row, pim_row, dual, G, GB, PREA
                 )
             if closed:
                 open_count -= closed
@@ -1104,6 +1165,7 @@ def run(
                         acts_n,
                         acts_h,
                         ids,
+                        dual,
                     )
                     kind = 2
             else:
@@ -1116,7 +1178,44 @@ def run(
                 refreshing = 0
                 continue
         if kind == 2:  # ---- PIM command
-            if ph == pt:  # the next tile's commands (Controller._expand)
+            if ph == pt and not dual:  # blocked mode (Controller._expand_blocked)
+                ph = pt = 0
+                row = t_row[ti]
+                pt = _pc_put(pc, pt, P_HEADER, 0, 0, 0, row, 0)
+                for r in range(R):
+                    for x in range(r * GB, (r + 1) * GB):
+                        if mem_row[x] != CLOSED or pim_row[x] != CLOSED:
+                            pt = _pc_put(pc, pt, PREA, r, 0, 0, 0, 0)
+                            break
+                vr = vec_b // GB
+                vg = (vec_b % GB) // B
+                vk = vec_b % B
+                gw = t_gwrite[ti] != 0
+                if gw:
+                    pt = _pc_put(pc, pt, ACT, vr, vg, vk, vec_row, 0)
+                    pt = _pc_put(pc, pt, GWRITE, vr, vg, vk, vec_row, 0)
+                for g in range(G):
+                    for r in range(R):
+                        if gw and r == vr and g == vg:
+                            pt = _pc_put(pc, pt, PRE, vr, vg, vk, vec_row, 0)
+                        pt = _pc_put(pc, pt, G_ACT, r, g, 0, row, 0)
+                        gact_pending[r] += 1
+                k = t_k[ti]
+                nres = t_nres[ti]
+                q = k // nres
+                rem = k % nres
+                for i in range(nres):  # hbm_timing.comp_split
+                    ci = q + 1 if i < rem else q
+                    for j in range(ci):
+                        pt = _pc_put(pc, pt, COMP, 0, 0, 0, row, j)
+                    pt = _pc_put(pc, pt, READRES, 0, 0, 0, row, 0)
+                ti += 1
+                if ti == ntiles:  # release the banks after the last tile: PREA per rank
+                    for r in range(R):
+                        pt = _pc_put(pc, pt, PREA, r, 0, 0, 0, 0)
+                tile_row = row
+                in_tile = True
+            elif ph == pt:  # the next tile's commands (Controller._expand)
                 ph = pt = 0
                 row = t_row[ti]
                 pt = _pc_put(pc, pt, P_HEADER, 0, 0, 0, row, 0)
@@ -1237,13 +1336,39 @@ def run(
                     acts_h,
                     ids,
                 )
+            elif c == ACT:  # blocked mode: the vector's row
+                b = (r * G + g) * B + bk
+                log = _put_log(log, nlog, at, c, r, g, bk, row, col)
+                nlog += 1
+                _update(c, at, b, rules, nrules, nb, ng, nr, nc, B, GB)
+                _ring_push(acts, acts_n, acts_h, r, at)
+                mem_row[b] = row
+                if open_count == 0:
+                    open_since = at
+                open_count += 1
+            elif c == PREA:  # blocked mode: a rank's rows close (ordinary precharge)
+                log = _put_log(log, nlog, at, c, r, 0, 0, 0, 0)
+                nlog += 1
+                closed = _rank_apply(
+                    c, r, at, wrules, nwrules, nb, ng, nr, nc, mem_row, pim_row, dual, G, GB, PREA
+                )
+                if closed:
+                    open_count -= closed
+                    if open_count == 0:
+                        active += at - open_since
             else:  # channel-wide
-                log = _put_log(log, nlog, at, c, -1, -1, -1, row, col)
+                if c == GWRITE and not dual:  # blocked: it names its row's bank
+                    log = _put_log(log, nlog, at, c, r, g, bk, row, col)
+                    _bank_update(c, at, (r * G + g) * B + bk, wrules, nwrules, nb)
+                else:
+                    log = _put_log(log, nlog, at, c, -1, -1, -1, row, col)
                 nlog += 1
                 occ = 0
                 if c == PIM_GEMV:
                     occ = tccd_l * (col if col > min_slots else min_slots)
                     comps += col
+                elif c == COMP and col == 0:  # hbm_timing.comp_occupancy
+                    occ = tccd_l * min_slots
                 _wide_update(c, at, occ, wrules, nwrules, nc)
                 if has_w[c]:
                     bus = at + w0[c] + w1[c]

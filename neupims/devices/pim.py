@@ -183,10 +183,16 @@ class _PimTiming:
     gw_to_gemv: int  # rr_last -> PIM_GEMV bound from the GWRITE transfer
     open_to_gemv: int  # PIM_PRECHARGE -> PIM_GEMV: tRP + span + tRCDRD
     back_bound: int  # pre - rr_last >= back_bound - (occ + rr_gap (n - 1)): tRAS, tRC, tFAW
-    rr_gap: int  # READRES -> READRES
+    rr_gap: int  # READRES -> READRES (and, blocked, READRES -> the next result's COMP)
     tail: int  # last READRES -> end of its data burst
     trfc: int
     trefi: int
+    # GWRITE boundary: pre_gwrite / back_gw bound the step that starts it (dual: the
+    # PIM_PRECHARGE; blocked: the vector row's ACT), gw_open_to_gemv runs from there to the
+    # first PIM_GEMV / COMP
+    back_gw: int
+    gw_open_to_gemv: int
+    split: bool  # blocked mode: each result's COMPs then its READRES (hbm_timing.comp_split)
 
 
 def _gact_times(mem, start: int, avail: Mapping[int, int] | None = None) -> list[int]:
@@ -217,19 +223,107 @@ def _gact_times(mem, start: int, avail: Mapping[int, int] | None = None) -> list
     return times
 
 
-@lru_cache(maxsize=32)
-def _pim_timing(mem) -> _PimTiming:
-    t = mem.timing
+def _blocked_start(mem, start: int, avail: Mapping[int, int], gw: bool) -> tuple[int, int]:
+    """Blocked mode: (the first COMP, its lag behind rank 0's last G_ACT) of a tile whose
+    commands after P_HEADER and its PREAs may
+    issue from ``start`` on, with no row open (after the PREAs, the first tile or a refresh):
+    [ACT of the vector row, GWRITE,] then the G_ACTs, the vector row's PRE just before its
+    bank group's (hbm_channel ``Controller._expand_blocked``). Rank r activates no earlier
+    than ``avail[r]``. Gates: ACT -> GWRITE tRCDRD, GWRITE -> PRE CWL + transfer, PRE ->
+    G_ACT tRP, ACT -> G_ACT tRC (same bank) and tRRD_S (rank), tFAW with the ACT counting
+    one activation and a G_ACT ``banks_per_group``, G_ACT -> COMP tRCDRD, GWRITE -> COMP
+    CWL + transfer; one command per cycle."""
+    from neupims.devices.hbm_timing import vector_bank
+
+    o, t = mem.organization, mem.timing
+    vr, vg, _, _ = vector_bank(mem)
+    load = t.CWL + mem.pim.gwrite_cycles
+    acts: dict[int, list[int]] = {r: [] for r in range(o.ranks)}
+    last: dict[int, int] = {}
+    now = start
+    comp = 0
+    if gw:
+        a = max(now, avail.get(vr, now))
+        acts[vr].append(a)
+        last[vr] = a
+        gwt = max(a + t.tRCDRD, a + 1)
+        now = gwt + 1
+        pre_v = max(gwt + load, a + t.tRAS)
+        comp = gwt + load
+    times = []
+    for g in range(o.bank_groups):
+        for r in range(o.ranks):
+            floor = avail.get(r, now)
+            if gw and r == vr and g == vg:
+                p_v = max(now, pre_v)
+                now = p_v + 1
+                floor = max(floor, p_v + t.tRP, a + t.tRAS + t.tRP)
+            at = max(now, floor)
+            if r in last:
+                at = max(at, last[r] + t.tRRD_S)
+            window = acts[r][-4:]  # B activations at `at`: at most 4 in any tFAW window
+            k = len(window) + o.banks_per_group - 5
+            if k >= 0:
+                at = max(at, window[k] + t.tFAW)
+            acts[r].extend([at] * o.banks_per_group)
+            times.append(at)
+            last[r] = at
+            now = at + 1
+    comp = max(comp, times[-1] + t.tRCDRD)
+    return comp, comp - times[o.ranks * (o.bank_groups - 1)]
+
+
+@lru_cache(maxsize=64)
+def _pim_timing(mem, dual: bool = True) -> _PimTiming:
+    """Tile-sequence parts of ``mem`` in dual or blocked (``dual`` false) mode. Blocked mode
+    (``Controller._expand_blocked``), from the previous tile's last READRES T and its work
+    w (first COMP to last READRES): PREA per rank from T + max(tRTP_L, 2), or later by tRAS
+    after the rank's last G_ACT, which is tRCDRD + (ranks - 1 - rank) before the first COMP
+    (``back_bound`` = tRAS - tRCDRD - (ranks - 1)); the G_ACTs tRP after rank 0's PREA as in
+    dual mode. With a GWRITE the vector row's ACT follows rank 0's PREA by tRP (or tRC after
+    its group's previous G_ACT), then ``_blocked_start`` (ACT -> first COMP 143 cycles for
+    NeuPIMs' timing: PRE of the row CWL + 96 after GWRITE, tRP, the last G_ACT pair, tRCDRD)."""
+    t, o = mem.timing, mem.organization
     burst = mem.burst_cycles
     gw = mem.pim.gwrite_cycles
     g0 = _gact_times(mem, 0)
     span = g0[-1] - g0[0]
+    trc = t.tRAS + t.tRP
+    if not dual:
+        back = max(
+            t.tRAS - t.tRCDRD - (o.ranks - 1),
+            trc - t.tRP - t.tRCDRD - span,
+            t.tFAW - 1 - t.tRP - t.tRCDRD,
+        )
+        pre = max(t.tRTP_L, 2)
+        return _PimTiming(
+            gact_span=span,
+            gact_count=len(g0),
+            start_to_gemv=_blocked_start(mem, 1, {}, True)[0],
+            pre_plain=pre,
+            pre_gwrite=pre + t.tRP,
+            gw_to_gemv=0,  # inside gw_open_to_gemv: the copy ends before the G_ACTs do
+            open_to_gemv=t.tRP + span + t.tRCDRD,
+            back_bound=back,
+            rr_gap=max(burst, t.tCCD_L),
+            tail=t.CL + burst,
+            trfc=t.tRFC,
+            trefi=t.tREFI,
+            # the vector ACT: tRP after rank 0's PREA, tRC after its group's last G_ACT
+            # (tRCDRD + ranks - 1 before the COMP), tFAW after that rank's last G_ACT
+            back_gw=max(
+                back + t.tRP,
+                trc - t.tRCDRD - (o.ranks - 1),
+                t.tFAW - t.tRCDRD - (o.ranks - 1),
+            ),
+            gw_open_to_gemv=_blocked_start(mem, 0, {}, True)[0],
+            split=True,
+        )
     # first tile: P_HEADER @0, GWRITE @1, G_ACTs from 2, PIM_GEMV after tRCDRD and GWRITE
     start = max(2 + span + t.tRCDRD, 1 + t.CWL + gw)
     # GWRITE once the data bus is free: its data (CWL after issue) follows the last READRES
     # burst, which ends CL + burst after that READRES; P_HEADER goes first at +1
     w = max(2, t.CL + burst - t.CWL)
-    trc = t.tRAS + t.tRP
     # the previous tile's G_ACTs sit tRCDRD (+ span) before its PIM_GEMV: tRAS to the
     # precharge, tRC (same bank) and tFAW (same rank) to the next tile's G_ACTs
     back = max(
@@ -250,6 +344,9 @@ def _pim_timing(mem) -> _PimTiming:
         tail=t.CL + burst,
         trfc=t.tRFC,
         trefi=t.tREFI,
+        back_gw=back,
+        gw_open_to_gemv=t.tRP + span + t.tRCDRD,
+        split=False,
     )
 
 
@@ -260,23 +357,31 @@ def _general_refresh(mem) -> bool:
     return ref.policy == "rank_staggered" or ref.pim_deadline_guard
 
 
-@lru_cache(maxsize=32)
-def _refresh_timing(mem) -> tuple[np.ndarray, np.ndarray]:
+@lru_cache(maxsize=64)
+def _refresh_timing(mem, dual: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Constants of :mod:`neupims.devices.pim_scan` (its ``C_*`` slots) and the restart table:
-    ``restart[kind, gwrite, open]`` = cycles from a refresh's first command (PIM_PRECHARGE
+    ``restart[kind, gwrite, open, 0]`` = cycles from a refresh's first command (PIM_PRECHARGE
     when PIM rows are open, else the first REF) to the restarted tile's PIM_GEMV. The
     refresh's REFs follow tRP after the PIM_PRECHARGE, one per cycle; the tile's P_HEADER
     comes the cycle after the last REF, its GWRITE next, then its G_ACTs with each refreshed
-    rank's held until its REF + tRFC (the others tRP after the PIM_PRECHARGE)."""
-    from neupims.devices import pim_scan as S
+    rank's held until its REF + tRFC (the others tRP after the PIM_PRECHARGE).
+
+    Blocked mode (``dual`` false): the refresh's first command is a refreshed rank's PREA
+    (one per refreshed rank, then the REFs tRP later); the restarted tile's P_HEADER, then
+    PREA of the other ranks (their G_ACT rows are still open), then its commands from
+    :func:`_blocked_start` (the vector's ACT and the G_ACTs of a refreshed rank held until
+    its REF + tRFC), to its first COMP; ``[..., 1]`` that COMP's lag behind rank 0's last
+    G_ACT (``pim_scan._next_lag0``)."""
     from neupims.devices.hbm_timing import guard_parts
 
+    if not dual:
+        return _refresh_timing_blocked(mem)
     pt = _pim_timing(mem)
     t, o = mem.timing, mem.organization
     ref = mem.controller.refresh
     group = 1 if ref.policy == "rank_staggered" else o.ranks
     kinds = o.ranks if group < o.ranks else 1
-    restart = np.zeros((kinds, 2, 2), dtype=np.int64)
+    restart = np.zeros((kinds, 2, 2, 2), dtype=np.int64)
     for kind in range(kinds):
         ranks = [(kind + i) % o.ranks for i in range(group)]
         for gw in (0, 1):
@@ -290,11 +395,51 @@ def _refresh_timing(mem) -> tuple[np.ndarray, np.ndarray]:
                 gemv = g[-1] + t.tRCDRD
                 if gw:
                     gemv = max(gemv, header + 1 + t.CWL + mem.pim.gwrite_cycles)
-                restart[kind, gw, is_open] = gemv
+                restart[kind, gw, is_open, 0] = gemv
+    return _scan_constants(mem, pt, restart, guard_parts(mem))
+
+
+def _refresh_timing_blocked(mem) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_refresh_timing` for blocked mode."""
+    from neupims.devices.hbm_timing import guard_parts
+
+    pt = _pim_timing(mem, False)
+    t, o = mem.timing, mem.organization
+    ref = mem.controller.refresh
+    group = 1 if ref.policy == "rank_staggered" else o.ranks
+    kinds = o.ranks if group < o.ranks else 1
+    restart = np.zeros((kinds, 2, 2, 2), dtype=np.int64)
+    for kind in range(kinds):
+        ranks = [(kind + i) % o.ranks for i in range(group)]
+        others = [r for r in range(o.ranks) if r not in ranks]
+        for gw in (0, 1):
+            for is_open in (0, 1):
+                first_ref = t.tRP if is_open else 0  # PREAs at 0, 1, ..; REFs tRP later
+                ref_at = {r: first_ref + i for i, r in enumerate(ranks)}
+                header = first_ref + len(ranks)
+                prea = {r: header + 1 + i for i, r in enumerate(others)} if is_open else {}
+                avail = {r: a + t.tRFC for r, a in ref_at.items()}
+                avail.update({r: a + t.tRP for r, a in prea.items()})
+                restart[kind, gw, is_open] = _blocked_start(
+                    mem, header + 1 + len(prea), avail, bool(gw)
+                )
+    return _scan_constants(mem, pt, restart, guard_parts(mem, False))
+
+
+def _scan_constants(mem, pt: _PimTiming, restart, guard):
+    """The ``C_*`` constants of :mod:`neupims.devices.pim_scan` and the restart table
+    (``[kind, gwrite, open, 0]``: cycles to the restarted tile's first PIM_GEMV / COMP;
+    ``[..., 1]``, blocked mode: that COMP's lag behind rank 0's last G_ACT), after checking
+    the refresh interval leaves room for a restarted tile."""
+    from neupims.devices import pim_scan as S
+
+    t, o = mem.timing, mem.organization
+    ref = mem.controller.refresh
+    group = 1 if ref.policy == "rank_staggered" else o.ranks
     g0 = _gact_times(mem, 0)
     start_plain = 1 + (g0[-1] - g0[0]) + t.tRCDRD  # P_HEADER at 0, G_ACTs from 1
     cs = np.zeros(S.N_CONST, dtype=np.int64)
-    g_pc, g_fixed, g_comp, g_res, g_gw = guard_parts(mem)
+    g_pc, g_fixed, g_comp, g_res, g_gw = guard
     for slot, v in (
         (S.C_TCCD_L, t.tCCD_L),
         (S.C_MIN_SLOTS, MIN_COMP_SLOTS),
@@ -319,9 +464,17 @@ def _refresh_timing(mem) -> tuple[np.ndarray, np.ndarray]:
         (S.C_G_COMP, g_comp),
         (S.C_G_RES, g_res),
         (S.C_G_GW, g_gw),
+        (S.C_BACK_GW, pt.back_gw),
+        (S.C_GW_OPEN, pt.gw_open_to_gemv),
+        (S.C_SPLIT, int(pt.split)),
+        (S.C_TRAS, t.tRAS),
+        (S.C_TRP, t.tRP),
+        (S.C_TFAW, t.tFAW),
+        (S.C_TRCDRD, t.tRCDRD),
+        (S.C_LAG0, t.tRCDRD + o.ranks - 1),  # the interleaved chains' lag (back_gw's base)
     ):
         cs[slot] = v
-    longest = int(restart.max()) + 2 * (t.tCCD_L * 32 + pt.rr_gap * 16) + t.tRP
+    longest = int(restart[..., 0].max()) + 2 * (t.tCCD_L * 32 + pt.rr_gap * 16) + t.tRP
     if mem.refresh_interval <= longest:
         raise ConfigError(
             f"memory config {mem.name!r}: the PIM fast path needs a refresh interval above "
@@ -331,11 +484,11 @@ def _refresh_timing(mem) -> tuple[np.ndarray, np.ndarray]:
     return cs, restart
 
 
-def _walk_program(groups: list[TileGroup], mem) -> tuple[int, int]:
+def _walk_program(groups: list[TileGroup], mem, dual: bool = True) -> tuple[int, int]:
     """(cycles, refresh insertions) of a tile program under the general refresh path."""
     from neupims.devices import pim_scan as S
 
-    cs, restart = _refresh_timing(mem)
+    cs, restart = _refresh_timing(_mem_token(mem), dual)
     flat = [(g.k, g.n_results, g.tiles) for g in groups for _ in range(g.count) if g.tiles > 0]
     if not flat:
         return 0, 0
@@ -344,21 +497,23 @@ def _walk_program(groups: list[TileGroup], mem) -> tuple[int, int]:
     return int(cyc[0]), int(nref[0])
 
 
-def _program_cycles(groups: list[TileGroup], mem) -> tuple[float, dict[str, int]]:
+def _program_cycles(
+    groups: list[TileGroup], mem, dual: bool = True
+) -> tuple[float, dict[str, int]]:
     """Closed-form cycles and command counts of a tile program on one idle channel."""
     if not groups:
         return 0.0, {}
+    last = (groups[-1].k, groups[-1].n_results)
     if _general_refresh(mem):
-        cyc, n_ins = _walk_program(groups, mem)
-        _, cmds = _classes_cycles(_classes_of(groups), (groups[-1].k, groups[-1].n_results), mem)
+        cyc, n_ins = _walk_program(groups, mem, dual)
+        _, cmds = _classes_cycles(_classes_of(groups), last, mem, dual)
         if not cmds:
             return 0.0, {}
         cmds.pop("REF", None)
         if n_ins:
             cmds["REF"] = n_ins * _refresh_group(mem)
         return float(cyc), cmds
-    last = groups[-1]
-    return _classes_cycles(_classes_of(groups), (last.k, last.n_results), mem)
+    return _classes_cycles(_classes_of(groups), last, mem, dual)
 
 
 def _classes_of(groups: list[TileGroup]) -> dict[tuple[int, int], list[int]]:
@@ -378,7 +533,7 @@ def _refresh_group(mem) -> int:
 
 
 def _classes_cycles(
-    classes: dict[tuple[int, int], list[int]], last: tuple[int, int], mem
+    classes: dict[tuple[int, int], list[int]], last: tuple[int, int], mem, dual: bool = True
 ) -> tuple[float, dict[str, int]]:
     """Cycles and command counts of a tile program given as {(k, n_results): [vector groups,
     tiles in them]} and the final group's (k, n_results); the sums do not depend on order.
@@ -387,7 +542,7 @@ def _classes_cycles(
     gap from the last READRES to the next PIM_GEMV (``_PimTiming``), longer after a GWRITE.
     Plain Python: there are few classes, and numpy costs more per call on arrays this size.
     """
-    pt = _pim_timing(mem)
+    pt = _pim_timing(_mem_token(mem), dual)
     tccd_l = mem.timing.tCCD_L
     n_tiles = gwrites = comps = readres = 0
     base = pt.start_to_gemv + pt.tail
@@ -420,17 +575,26 @@ def _classes_cycles(
             break
         n_ref = nxt
     cycles = base + n_ref * pt.trfc
-    cmds = {
-        "P_HEADER": n_tiles,
-        "GWRITE": gwrites,
-        "PIM_PRECHARGE": n_tiles,  # between tiles, plus one to release the banks
-        "G_ACT": n_tiles * pt.gact_count,
-        "PIM_GEMV": n_tiles,
-        "COMP": comps,
-        "READRES": readres,
-        "REF": n_ref * mem.organization.ranks,
-    }
+    cmds = _pim_commands(n_tiles, gwrites, comps, readres, n_ref * mem.organization.ranks, pt, mem)
     return float(cycles), {c: v for c, v in cmds.items() if v}
+
+
+def _pim_commands(n_tiles, gwrites, comps, readres, refs, pt: _PimTiming, mem) -> dict:
+    """Command counts of a tile program (ints, or arrays per channel). Dual: a PIM_PRECHARGE
+    per tile (between tiles, and one to release the banks; a refresh's replaces a tile's), one
+    PIM_GEMV per tile. Blocked (``pt.split``): a PREA per rank per tile instead (the first tile
+    finds nothing open, the release adds one per rank; a refresh's replaces the tile's), each
+    GWRITE's ACT and PRE of its row, and every COMP as a command."""
+    out = {"P_HEADER": n_tiles, "GWRITE": gwrites}
+    if pt.split:
+        out.update(ACT=gwrites, PRE=gwrites, PREA=n_tiles * mem.organization.ranks)
+    else:
+        out["PIM_PRECHARGE"] = n_tiles
+    out["G_ACT"] = n_tiles * pt.gact_count
+    if not pt.split:
+        out["PIM_GEMV"] = n_tiles
+    out.update(COMP=comps, READRES=readres, REF=refs)
+    return out
 
 
 class _MemToken:
@@ -465,10 +629,11 @@ def mha_channel_cycles(
     """Fast path: MHA (K^T q and s.V) of all ``seq_lens`` requests on one channel, one layer.
 
     Requests run back to back in the given order with the paper's KV tile layout
-    (:func:`mha_program`). ``dual_row_buffer`` (default: ``mem.pim.dual_row_buffer``)
-    changes only the background energy here: with no concurrent normal traffic the PIM
-    sequence is the same in both modes (the difference shows when reads overlap, see
-    :mod:`neupims.devices.hbm_channel`).
+    (:func:`mha_program`). ``dual_row_buffer`` (default: ``mem.pim.dual_row_buffer``) picks
+    the tile sequence: dual row buffers (NeuPIMs) or blocked mode (Newton: one row buffer,
+    so every GWRITE opens and closes its vector's row, +31 cycles for NeuPIMs' timing, and
+    every COMP is a command; docs/hbm_pim.md "Blocked (Newton) mode"), and the background
+    energy. Concurrent normal traffic is not modelled here (:mod:`neupims.devices.hbm_channel`).
     """
     _check_pim(mem)
     if n_heads <= 0 or d_head <= 0:
@@ -515,11 +680,26 @@ class PimMhaChannels:
 
 
 def _tile_parts(k, n, pt: _PimTiming, tccd_l: int):
-    """(work, plain gap, GWRITE gap) of tiles with k COMPs and n READRES (arrays or ints)."""
-    work = tccd_l * np.maximum(k, MIN_COMP_SLOTS) + pt.rr_gap * (n - 1)
+    """(work, plain gap, GWRITE gap) of tiles with k COMPs and n READRES (arrays or ints).
+
+    work: first PIM_GEMV / COMP to last READRES, tCCD_L max(k, 6) + rr_gap (n - 1); blocked
+    mode (``pt.split``), each result's COMPs c_i (``hbm_timing.comp_split``) take tCCD_L
+    max(c_i, 6), a result without COMPs nothing, plus rr_gap between results. The gaps run
+    from the tile's last READRES to the next tile's first PIM_GEMV / COMP (``_PimTiming``)."""
+    if pt.split:
+        q, r = np.divmod(k, n)
+        work = (
+            r * tccd_l * np.maximum(q + 1, MIN_COMP_SLOTS)
+            + np.where(q > 0, (n - r) * tccd_l * np.maximum(q, MIN_COMP_SLOTS), 0)
+            + pt.rr_gap * (n - 1)
+        )
+    else:
+        work = tccd_l * np.maximum(k, MIN_COMP_SLOTS) + pt.rr_gap * (n - 1)
     back = pt.back_bound - work
     gap_plain = np.maximum(pt.pre_plain, back) + pt.open_to_gemv
-    gap_gw = np.maximum(np.maximum(pt.pre_gwrite, back) + pt.open_to_gemv, pt.gw_to_gemv)
+    gap_gw = np.maximum(
+        np.maximum(pt.pre_gwrite, pt.back_gw - work) + pt.gw_open_to_gemv, pt.gw_to_gemv
+    )
     return work, gap_plain, gap_gw
 
 
@@ -606,7 +786,7 @@ def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch, phase=0) -> PimMhaChan
         raise ConfigError(f"sequence lengths must be >= 0 and channels in 0..{nch - 1}")
     keep = s > 0
     s, ch = s[keep], ch[keep]
-    pt = _pim_timing(mem)
+    pt = _pim_timing(_mem_token(mem), dual)
     b, p = mem.banks_per_channel, _row_elems(mem)
     mult = mem.pim.multipliers_per_bank
     h = n_heads
@@ -638,7 +818,7 @@ def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch, phase=0) -> PimMhaChan
 
     n_tiles = per_ch(pick(n_chunks * t1, h_groups * t2))
     if _general_refresh(mem):
-        cyc, n_ins = _walk_mha(s, ch, nch, phase, h, d_head, k_c, n_c, mem)
+        cyc, n_ins = _walk_mha(s, ch, nch, phase, h, d_head, k_c, n_c, mem, dual)
         cycles = cyc.astype(np.float64)
         n_ref = n_ins * _refresh_group(mem)
     else:
@@ -646,27 +826,26 @@ def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch, phase=0) -> PimMhaChan
             s, ch, nch, phase, h, k_c, n_c, t1, t2, full, has_rest, k_r, n_tiles, pt, mem
         )
         n_ref = n_ref * mem.organization.ranks
-    cmds = {
-        "P_HEADER": n_tiles,
-        "GWRITE": per_ch(pick(n_chunks, h_groups)),
-        "PIM_PRECHARGE": n_tiles,
-        "G_ACT": n_tiles * pt.gact_count,
-        "PIM_GEMV": n_tiles,
-        "COMP": per_ch(pick(t1 * k_c.sum(), (full * k_full + has_rest * k_r) * h * t2)),
-        "READRES": per_ch(pick(t1 * n_c.sum(), h_groups * t2)),
-        "REF": n_ref,
-    }
+    cmds = _pim_commands(
+        n_tiles,
+        per_ch(pick(n_chunks, h_groups)),
+        per_ch(pick(t1 * k_c.sum(), (full * k_full + has_rest * k_r) * h * t2)),
+        per_ch(pick(t1 * n_c.sum(), h_groups * t2)),
+        n_ref,
+        pt,
+        mem,
+    )
     tck = mem.timing.tck_ns * 1e-9
     energy = dram_energy_j(cmds, mem, cycles * tck, dual_row_buffer=dual, channels=1)
     return PimMhaChannels(cycles=cycles, commands=cmds, energy_j=energy)
 
 
-def _walk_mha(s, ch, nch, phase, h, d_head, k_c, n_c, mem):
+def _walk_mha(s, ch, nch, phase, h, d_head, k_c, n_c, mem, dual=True):
     """(cycles, refresh insertions) per channel under the general refresh path."""
     from neupims.devices import pim_scan as S
 
     tok = _mem_token(mem)
-    cs, restart = _refresh_timing(tok)
+    cs, restart = _refresh_timing(tok, dual)
     order = np.argsort(ch, kind="stable")
     b, p = mem.banks_per_channel, _row_elems(mem)
     tk, tn, tt, bounds = S.mha_groups(
@@ -734,7 +913,9 @@ def _closed_mha(s, ch, nch, phase, h, k_c, n_c, t1, t2, full, has_rest, k_r, n_t
     return (base + n_ref * pt.trfc).astype(np.float64), n_ref
 
 
-def pim_gemv_cycles(rows: int, cols: int, mem) -> float:
-    """Fast path: cycles of y = W x, W (rows x cols) FP16, on one idle PIM channel."""
+def pim_gemv_cycles(rows: int, cols: int, mem, *, dual_row_buffer: bool | None = None) -> float:
+    """Fast path: cycles of y = W x, W (rows x cols) FP16, on one idle PIM channel, in dual or
+    blocked mode (``dual_row_buffer``, default ``mem.pim.dual_row_buffer``)."""
     _check_pim(mem)
-    return _program_cycles(gemv_program(rows, cols, mem), mem)[0]
+    dual = _resolve_dual(mem, dual_row_buffer)
+    return _program_cycles(gemv_program(rows, cols, mem), mem, dual)[0]

@@ -25,8 +25,16 @@ constants come from :func:`neupims.devices.pim._pim_timing` and ``_refresh_timin
   guard's estimate of the tile (no tile then starts until the refresh's REF); its first
   command (PIM_PRECHARGE when PIM rows are open, else REF) issues at
   X = max(D, T + max(tRTP_L, tRAS - tRCDRD - work)), and the tile restarts: PIM_GEMV at
-  X + ``restart[kind, gwrite, open]``, with the refreshed rank's G_ACTs held tRFC after its
+  X + ``restart[kind, gwrite, open, 0]``, with the refreshed rank's G_ACTs held tRFC after its
   REF (kind: the refreshed rank, or 0 for all ranks at once).
+
+Blocked (Newton) mode (``C_SPLIT``, docs/hbm_pim.md "Blocked (Newton) mode"): a tile's work is
+per result tCCD_L max(c_i, 6) (:func:`tile_work`); a refresh's first command is its rank's
+PREA; rank 0's PREA and the vector row's ACT wait tRAS / tRC after rank 0's last G_ACT, so
+the walk keeps that G_ACT's lag behind the previous tile's first COMP (:func:`_next_lag0`,
+``restart[..., 1]`` after a refresh): it is tRCDRD + 1 in the steady state but grows after
+the other rank's refresh or a short tile, and then moves the next GWRITE or refresh by a
+cycle or more.
 """
 
 from __future__ import annotations
@@ -70,8 +78,52 @@ except ImportError:  # pragma: no cover - numba is installed with the package
     C_G_COMP,
     C_G_RES,
     C_G_GW,
-) = range(23)
-N_CONST = 23
+    C_BACK_GW,
+    C_GW_OPEN,
+    C_SPLIT,
+    C_TRAS,
+    C_TRP,
+    C_TFAW,
+    C_TRCDRD,
+    C_LAG0,
+) = range(31)
+N_CONST = 31
+
+
+@_jit
+def tile_work(k, n, cs):
+    """Cycles from a tile's first PIM_GEMV / COMP to its last READRES: tCCD_L max(k, 6) +
+    rr_gap (n - 1); blocked mode (``C_SPLIT``), per result tCCD_L max(c_i, 6) for its c_i
+    COMPs (:func:`neupims.devices.hbm_timing.comp_split`; a result with none adds only its
+    READRES) and rr_gap between results."""
+    tccd_l = cs[C_TCCD_L]
+    min_slots = cs[C_MIN_SLOTS]
+    rr = cs[C_RR_GAP] * (n - 1)
+    if not cs[C_SPLIT]:
+        return tccd_l * (k if k > min_slots else min_slots) + rr
+    q = k // n
+    r = k - q * n
+    w = r * tccd_l * (q + 1 if q + 1 > min_slots else min_slots)
+    if q > 0:
+        w += (n - r) * tccd_l * (q if q > min_slots else min_slots)
+    return w + rr
+
+
+@_jit
+def _next_lag0(lag0, w, cs):
+    """Blocked mode, a plain tile boundary (PREA of rank 0, then of rank 1, then the G_ACT
+    chains, rank 0 leading): rank 0's lag behind the next first COMP, from its lag ``lag0``
+    behind this tile's first COMP and this tile's work ``w``. Times from the last READRES:
+    rank r's PREA no sooner than tRAS after its last G_ACT (rank 1's is tRCDRD before the
+    COMP), the first G_ACT of each rank tRP after its PREA and tFAW after its last one;
+    rank 1's chain then sets the COMP and rank 0's lags it by its offset + tRCDRD."""
+    pre = cs[C_PRE_PLAIN]
+    tras, trp, tfaw, trcd = cs[C_TRAS], cs[C_TRP], cs[C_TFAW], cs[C_TRCDRD]
+    p0 = max(pre, tras - lag0 - w)
+    p1 = max(p0 + 1, pre, tras - trcd - w)
+    g0 = max(p0 + trp, p1 + 1, tfaw - lag0 - w)
+    g1 = max(p1 + trp, g0 + 1, tfaw - trcd - w)
+    return trcd + g1 - g0
 
 
 @_jit
@@ -80,25 +132,28 @@ def _walk(tk, tn, tt, lo, hi, cs, restart, out_t, out_ref):
     ``tn[i]`` results, a GWRITE before its first tile) on an idle channel whose refresh grid
     starts at cycle 0. Returns (cycles to the end of the last READRES burst, refresh
     insertions taken) through ``out_t[0]``, ``out_ref[0]``."""
-    tccd_l = cs[C_TCCD_L]
     min_slots = cs[C_MIN_SLOTS]
-    rr_gap = cs[C_RR_GAP]
     back_bound = cs[C_BACK]
     guard = cs[C_GUARD]
     interval = cs[C_INTERVAL]
     ranks = cs[C_RANKS]
     group = cs[C_GROUP]
+    blocked = cs[C_SPLIT] != 0
     first = True
     is_open = False  # PIM rows open (after a tile; closed by a refresh)
     t_rr = 0  # last READRES of the previous tile
     work_prev = 0
+    # blocked mode: the previous tile's first COMP - rank 0's last G_ACT (tRCDRD + 1 when the
+    # ranks' chains interleave one cycle apart; more after the other rank's refresh or a
+    # short tile): rank 0's PREA and the vector's ACT wait tRAS / tRC for that G_ACT
+    lag0 = cs[C_LAG0]
     due = interval
     n_ref = 0
     for i in range(lo, hi):
         k = tk[i]
         n = tn[i]
         slots = k if k > min_slots else min_slots
-        work = tccd_l * slots + rr_gap * (n - 1)
+        work = tile_work(k, n, cs)
         for j in range(tt[i]):
             gw = j == 0
             h = 0 if first else t_rr + 1  # the P_HEADER's earliest cycle
@@ -111,31 +166,43 @@ def _walk(tk, tn, tt, lo, hi, cs, restart, out_t, out_ref):
                     est += cs[C_G_GW]
                 need = due - h <= est
             if need:  # the refresh first, then this tile restarts
+                kind = (n_ref * group) % ranks if group < ranks else 0
                 x = due
-                if is_open:
-                    back = cs[C_TRAS_TRCD] - work_prev
+                if is_open:  # tRAS after the refreshed rank's last G_ACT
+                    back = cs[C_TRAS_TRCD] - work_prev  # dual: the last G_ACT, PIM_PRECHARGE
+                    if blocked and kind == 0:  # its first PREA is rank 0's
+                        back = cs[C_TRAS] - lag0 - work_prev
                     pre = cs[C_PRE_REF] if cs[C_PRE_REF] > back else back
                     if t_rr + pre > x:
                         x = t_rr + pre
                 elif not first and t_rr + 1 > x:
                     x = t_rr + 1
-                kind = (n_ref * group) % ranks if group < ranks else 0
-                g = x + restart[kind, 1 if gw else 0, 1 if is_open else 0]
+                r_gw = 1 if gw else 0
+                r_open = 1 if is_open else 0
+                g = x + restart[kind, r_gw, r_open, 0]
+                lag0 = restart[kind, r_gw, r_open, 1]
                 n_ref += 1
                 due += interval
             elif first:
                 g = cs[C_START_GW] if gw else cs[C_START_PLAIN]
+                lag0 = cs[C_LAG0]
             else:
                 # the gap after the previous tile (its work sets the tRAS / tRC / tFAW bound)
                 back = back_bound - work_prev
                 if gw:
+                    back = cs[C_BACK_GW] - work_prev
+                    if blocked:  # measured from rank 0's last G_ACT
+                        back += cs[C_LAG0] - lag0
                     a = cs[C_PRE_GW] if cs[C_PRE_GW] > back else back
-                    a += cs[C_OPEN_TO_GEMV]
+                    a += cs[C_GW_OPEN]
                     if cs[C_GW_TO_GEMV] > a:
                         a = cs[C_GW_TO_GEMV]
+                    lag0 = cs[C_LAG0]
                 else:
                     a = cs[C_PRE_PLAIN] if cs[C_PRE_PLAIN] > back else back
                     a += cs[C_OPEN_TO_GEMV]
+                    if blocked:
+                        lag0 = _next_lag0(lag0, work_prev, cs)
                 g = t_rr + a
             t_rr = g + work
             work_prev = work
