@@ -36,11 +36,15 @@ import gc
 import heapq
 import math
 import os
+import random
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
+import numpy as np
+
+from neupims.devices import hbm_jit
 from neupims.devices import hbm_timing as T
 from neupims.devices.dram import dram_energy_j
 from neupims.errors import ConfigError, NeupimsError
@@ -54,13 +58,8 @@ CLOSED = -1
 USE_JIT = os.environ.get("NEUPIMS_NO_JIT", "") in ("", "0")
 
 
-@functools.lru_cache(maxsize=1)
 def _jit_module():
-    """The compiled kernel module, or None when numba is not installed."""
-    try:
-        from neupims.devices import hbm_jit
-    except ImportError:
-        return None
+    """The compiled kernel module (numba is a dependency of the package)."""
     return hbm_jit
 
 
@@ -1067,8 +1066,6 @@ class Controller:
         """The same run as :meth:`_run` in the compiled kernel: the channel's state goes in
         as int64 arrays and comes back in place, the kernel's command log rows become the
         usual log tuples."""
-        import numpy as np
-
         ch = self.ch
         t_ = self.mem.timing
         tables = ch.__dict__.get("_jit_tables")
@@ -1230,8 +1227,6 @@ def _jit_tables(ch: HbmChannel, jit):
     its update applies (:func:`_needed_rules`, as the generated Python), per other command
     (PREA, REF, G_ACT and the channel-wide PIM commands) its whole table; each row (scope
     code, later command, delay, plus occupancy); each command's data window; the command ids."""
-    import numpy as np
-
     n = len(T.COMMANDS)
 
     def table(cmds, pick):
@@ -1299,8 +1294,6 @@ def random_requests(
 ) -> list[Request]:
     """``n`` accesses to uniformly random banks, rows (< ``rows``) and columns of one
     channel; arrivals every ``interval`` cycles (0: all queued at cycle 0). Seeded."""
-    import random
-
     rng = random.Random(seed)
     o = mem.organization
     nrows = rows or o.rows

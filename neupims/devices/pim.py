@@ -23,8 +23,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from neupims.devices import pim_scan as S
 from neupims.devices.dram import dram_energy_j
-from neupims.devices.hbm_timing import MIN_COMP_SLOTS
+from neupims.devices.hbm_timing import MIN_COMP_SLOTS, guard_parts, vector_bank
 from neupims.errors import ConfigError
 
 
@@ -233,7 +234,6 @@ def _blocked_start(mem, start: int, avail: Mapping[int, int], gw: bool) -> tuple
     G_ACT tRP, ACT -> G_ACT tRC (same bank) and tRRD_S (rank), tFAW with the ACT counting
     one activation and a G_ACT ``banks_per_group``, G_ACT -> COMP tRCDRD, GWRITE -> COMP
     CWL + transfer; one command per cycle."""
-    from neupims.devices.hbm_timing import vector_bank
 
     o, t = mem.organization, mem.timing
     vr, vg, _, _ = vector_bank(mem)
@@ -372,7 +372,6 @@ def _refresh_timing(mem, dual: bool = True) -> tuple[np.ndarray, np.ndarray]:
     :func:`_blocked_start` (the vector's ACT and the G_ACTs of a refreshed rank held until
     its REF + tRFC), to its first COMP; ``[..., 1]`` that COMP's lag behind rank 0's last
     G_ACT (``pim_scan._next_lag0``)."""
-    from neupims.devices.hbm_timing import guard_parts
 
     if not dual:
         return _refresh_timing_blocked(mem)
@@ -401,7 +400,6 @@ def _refresh_timing(mem, dual: bool = True) -> tuple[np.ndarray, np.ndarray]:
 
 def _refresh_timing_blocked(mem) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_refresh_timing` for blocked mode."""
-    from neupims.devices.hbm_timing import guard_parts
 
     pt = _pim_timing(mem, False)
     t, o = mem.timing, mem.organization
@@ -431,7 +429,6 @@ def _scan_constants(mem, pt: _PimTiming, restart, guard):
     (``[kind, gwrite, open, 0]``: cycles to the restarted tile's first PIM_GEMV / COMP;
     ``[..., 1]``, blocked mode: that COMP's lag behind rank 0's last G_ACT), after checking
     the refresh interval leaves room for a restarted tile."""
-    from neupims.devices import pim_scan as S
 
     t, o = mem.timing, mem.organization
     ref = mem.controller.refresh
@@ -486,7 +483,6 @@ def _scan_constants(mem, pt: _PimTiming, restart, guard):
 
 def _walk_program(groups: list[TileGroup], mem, dual: bool = True) -> tuple[int, int]:
     """(cycles, refresh insertions) of a tile program under the general refresh path."""
-    from neupims.devices import pim_scan as S
 
     cs, restart = _refresh_timing(_mem_token(mem), dual)
     flat = [(g.k, g.n_results, g.tiles) for g in groups for _ in range(g.count) if g.tiles > 0]
@@ -842,7 +838,6 @@ def _mha_channels(s, ch, n_heads, d_head, mem, dual, nch, phase=0) -> PimMhaChan
 
 def _walk_mha(s, ch, nch, phase, h, d_head, k_c, n_c, mem, dual=True):
     """(cycles, refresh insertions) per channel under the general refresh path."""
-    from neupims.devices import pim_scan as S
 
     tok = _mem_token(mem)
     cs, restart = _refresh_timing(tok, dual)
