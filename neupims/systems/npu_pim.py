@@ -78,6 +78,22 @@ class NpuChain:
     #: ``stream`` is its HBM traffic's time at the full streaming rate (see ``overlap``)
     segments: tuple = ()
 
+    @classmethod
+    def of(cls, w, **fields) -> NpuChain:
+        """The chain of one op's :class:`~neupims.devices.npu.NpuWork` (``fields`` replace
+        what the composition changes: cycles, the DMA actually done, ...)."""
+        base = dict(
+            cycles=w.cycles,
+            systolic=w.compute_cycles,
+            vector=w.vector_cycles,
+            macs=w.macs,
+            vec_flops=w.vector_flops,
+            dma_bytes=w.dma_bytes,
+            dma_cycles=w.dma_cycles,
+            sram_bytes=w.sram_bytes,
+        )
+        return cls(**{**base, **fields})
+
     def __add__(self, o: NpuChain) -> NpuChain:
         return NpuChain(*(a + b for a, b in zip(self._t(), o._t(), strict=True)))
 
@@ -184,17 +200,7 @@ def pim_attention(sys: NpuPimSystem, block: DecodeBlock, seq_lens, ch_idx) -> At
 def npu_attention(sys: NpuPimSystem, block: DecodeBlock, seq_lens, ch_idx) -> AttnWork:
     """NPU-only: the trace's attention ops on the systolic arrays (device model)."""
     ops = block.attention_ops(seq_lens)
-    w = decode_attention_work(sys.dev, ops)
-    chain = NpuChain(
-        cycles=w.cycles,
-        systolic=w.compute_cycles,
-        vector=w.vector_cycles,
-        macs=w.macs,
-        vec_flops=w.vector_flops,
-        dma_bytes=w.dma_bytes,
-        dma_cycles=w.dma_cycles,
-        sram_bytes=w.sram_bytes,
-    )
+    chain = NpuChain.of(decode_attention_work(sys.dev, ops))
     return AttnWork(chain, None, None, {}, 0.0, float(sum(o.flops for o in ops)), "none")
 
 
@@ -313,16 +319,12 @@ class NpuPimSystem(System):
                 else:
                     segs.append((0.0, self.dev.dma_cycles(w.write_bytes), 0.0))
             cyc = sum(max(bz, st + po) for bz, st, po in segs)
-            out = out + NpuChain(
+            out = out + NpuChain.of(
+                w,
                 cycles=cyc,
-                systolic=w.compute_cycles,
-                vector=w.vector_cycles,
-                macs=w.macs,
-                vec_flops=w.vector_flops,
                 dma_bytes=dma_bytes,
                 dma_cycles=dma_cycles,
                 wr_bytes=w.write_bytes,
-                sram_bytes=w.sram_bytes,
                 flops=b.op.flops,
                 ops=((b.role, cyc),),
                 segments=tuple(segs),
