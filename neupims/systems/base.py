@@ -22,11 +22,11 @@ from pydantic import ValidationError
 
 from neupims.config.base import Fraction, NonNegInt, Spec
 from neupims.errors import ConfigError
+from neupims.systems.block import DecodeBlock, decode_block
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from neupims.systems.block import DecodeBlock
     from neupims.systems.kv import KvLayout
     from neupims.systems.result import IterationResult
 
@@ -105,12 +105,24 @@ class System:
     comm: bool
     clock_hz: float  # reporting clock of the iteration's cycles
 
+    dtype: str = "fp16"  # element type of the traced ops
+
     @property
     def devices(self) -> int:
         return self.tp * self.pp
 
-    def block(self, batch: int) -> DecodeBlock:  # pragma: no cover - interface
-        raise NotImplementedError
+    def _setup(self, spec, model: str, tp: int, pp: int, layers: int | None, comm: bool) -> None:
+        """The fields every system sets: its spec, the model split, the one-request block
+        template (building it validates the model, ``tp`` and ``pp``) and the blocks run."""
+        self.spec, self.model, self.tp, self.pp, self.comm = spec, model, tp, pp, comm
+        self.template = decode_block(model, 1, tp, pp, self.dtype)
+        full = self.template.stage_layers
+        self.layers = full if layers is None else layers
+        self.with_head = spec.lm_head and self.layers == full
+
+    def block(self, batch: int) -> DecodeBlock:
+        """The ops of one block for ``batch`` requests (from the zoo's trace)."""
+        return decode_block(self.model, batch, self.tp, self.pp, self.dtype)
 
     def kv(self) -> KvLayout:  # pragma: no cover - interface
         """The KV-cache pools, their capacity and the placement policy."""

@@ -26,7 +26,6 @@ from neupims.devices import get_model
 from neupims.errors import ConfigError
 from neupims.ops import dtype_bytes
 from neupims.systems.base import GpuSystemSpec, System, register_system_kind
-from neupims.systems.block import DecodeBlock, decode_block
 from neupims.systems.comm import ring_allreduce_s, send_s
 from neupims.systems.kv import KvLayout
 from neupims.systems.result import IterationResult
@@ -41,20 +40,13 @@ class GpuSystem(System):
     spec_cls = GpuSystemSpec
 
     def __init__(self, spec, model, tp=1, pp=1, *, layers=None, comm=True, hw_overrides=None):
-        self.spec, self.model, self.tp, self.pp, self.comm = spec, model, tp, pp, comm
         gpu = load_hw(spec.hw) if not hw_overrides else apply_hw_overrides(spec.hw, hw_overrides)
         if gpu.kind != "gpu":
             raise ConfigError(f"system {spec.name}: hw {spec.hw!r} is not a GPU config")
         self.gpu = gpu
         self.dev = get_model(gpu)
         self.clock_hz = REPORT_HZ
-        self.template = decode_block(model, 1, tp, pp, "fp16")
-        full = self.template.stage_layers
-        self.layers = full if layers is None else layers
-        self.with_head = spec.lm_head and self.layers == full
-
-    def block(self, batch: int) -> DecodeBlock:
-        return decode_block(self.model, batch, self.tp, self.pp, "fp16")
+        self._setup(spec, model, tp, pp, layers, comm)
 
     # -- KV cache --------------------------------------------------------------------------
     def weight_bytes(self) -> float:

@@ -39,7 +39,7 @@ from neupims.errors import ConfigError
 from neupims.ops import Gemm, dtype_bytes
 from neupims.systems import deps
 from neupims.systems.base import NpuSystemSpec, System, register_system_kind
-from neupims.systems.block import BlockOp, DecodeBlock, decode_block
+from neupims.systems.block import BlockOp, DecodeBlock
 from neupims.systems.comm import ring_allreduce_s, send_s
 from neupims.systems.kv import KvLayout
 from neupims.systems.result import IterationResult
@@ -262,7 +262,6 @@ class NpuPimSystem(System):
     spec_cls = NpuSystemSpec
 
     def __init__(self, spec, model, tp=1, pp=1, *, layers=None, comm=True, hw_overrides=None):
-        self.spec, self.model, self.tp, self.pp, self.comm = spec, model, tp, pp, comm
         self.npu = _npu_config(spec.hw, json.dumps(hw_overrides or {}, sort_keys=True))
         if self.npu.kind != "npu":
             raise ConfigError(f"system {spec.name}: hw {spec.hw!r} is not an NPU config")
@@ -273,16 +272,10 @@ class NpuPimSystem(System):
         self.channels = self.mem.organization.channels
         self.dual = spec.dual_row_buffer
         self.dtype = self.npu.precision
-        self.template = decode_block(model, 1, tp, pp, self.dtype)  # validates model, tp, pp
-        full = self.template.stage_layers
-        self.layers = full if layers is None else layers
-        self.with_head = spec.lm_head and self.layers == full
+        self._setup(spec, model, tp, pp, layers, comm)
         self.attend = ATTENTION[spec.attention]
 
     # -- composition of one sub-batch ------------------------------------------------------
-    def block(self, batch: int) -> DecodeBlock:
-        return decode_block(self.model, batch, self.tp, self.pp, self.dtype)
-
     def chain(self, ops: tuple[BlockOp, ...], resident=False, prefetched=0.0) -> NpuChain:
         """The ops back to back on the NPU, a TP all-reduce after each that needs one.
         ``resident``: the GEMM weights are already on chip (no DMA); ``prefetched``: bytes of
