@@ -117,3 +117,22 @@ def test_replay_of_the_measured_steps_is_the_calibrated_step_model(tmp_path):
     assert len(rows) == 36 and {r["model"] for r in rows} == {"gpt3-6.7b", "gpt3-13b", "gpt3-30b"}
     assert 100 * np.mean(err["eager"]) <= 5.0
     assert 100 * np.mean(err["graph"]) <= 3.0
+
+
+def test_step_model_on_llama_steps_it_was_never_fitted_to():
+    """validation/h200/llama_e2e: 28 Llama-2 / ChatGLM2 steps (RMSNorm, SwiGLU, grouped-query
+    attention) timed on the H200 and used by no fit. The GPU time (CUDA-graph replay) of the
+    step model is within 5 % MAPE of them; eager steps are reported, not bounded here: their
+    host dispatch per traced op depends on the model code (docs/gpu.md)."""
+    from neupims.calibrate import error_report, load_measurements
+
+    samples = load_measurements([ROOT / "validation/h200/llama_e2e/e2e_llama.csv"])
+    assert {s.key.split("|")[1] for s in samples} == {
+        "llama2-7b",
+        "llama2-13b",
+        "chatglm2-6b",
+        "llama2-70b",
+    }
+    rows = {r["group"]: r for r in error_report(load_hw("h200_sxm"), samples)}
+    assert rows["e2e_graph"]["n"] == 28
+    assert rows["e2e_graph"]["mape_all"] <= 5.0
