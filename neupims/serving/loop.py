@@ -135,7 +135,7 @@ class Server:
             )
         # "stage": the device keeps this batch's KV for its layers/pp blocks (the NeuPIMs
         # trace generator's rule, docs/sources/neupims.md §7). "model": pp batches are in flight
-        # (simulate_step) and the device keeps all of them, as many tiles as one batch over
+        # (System.step) and the device keeps all of them, as many tiles as one batch over
         # all the model's layers (the physical count when pp batches share the device).
         if kv_layers not in ("stage", "model"):
             raise ConfigError(f"kv_layers must be 'stage' or 'model', got {kv_layers!r}")
