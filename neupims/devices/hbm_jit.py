@@ -769,36 +769,14 @@ def run(
                     counts[cmd] += 1
                     log = _put_log(log, nlog, at, cmd, r, 0, 0, 0, 0)
                     nlog += 1
-                    for k in range(nwrules[cmd]):
-                        scope = wrules[cmd, k, 0]
-                        later = wrules[cmd, k, 1]
-                        v = at + wrules[cmd, k, 2]
-                        if scope == S_BANK:
-                            for x in range(r * GB, (r + 1) * GB):
-                                if v > nb[later, x]:
-                                    nb[later, x] = v
-                        elif scope == S_CHANNEL:
-                            if v > nc[later]:
-                                nc[later] = v
-                        elif scope == S_BG:
-                            for x in range(r * G, (r + 1) * G):
-                                if v > ng[later, x]:
-                                    ng[later, x] = v
-                        else:
-                            if v > nr[later, r]:
-                                nr[later, r] = v
-                    if cmd == PREA:
-                        for x in range(r * GB, (r + 1) * GB):
-                            if mem_row[x] != CLOSED:
-                                mem_row[x] = CLOSED
-                                open_count -= 1
-                                if open_count == 0:
-                                    active += at - open_since
-                            if not dual and pim_row[x] != CLOSED:
-                                pim_row[x] = CLOSED
-                                open_count -= 1
-                                if open_count == 0:
-                                    active += at - open_since
+                    closed = _rank_apply(
+                        cmd, r, at, wrules, nwrules, nb, ng, nr, nc, mem_row, pim_row, dual, G,
+                        GB, PREA,
+                    )  # fmt: skip
+                    if closed:
+                        open_count -= closed
+                        if open_count == 0:
+                            active += at - open_since
                 pim_hold = in_tile or _n_open(pim_row) > 0
                 if at + 1 > end:
                     end = at + 1
